@@ -1,0 +1,90 @@
+"""Atomic outputs: results appear whole or not at all, and are never clobbered unasked.
+
+Every command writes into a temporary sibling of its target and renames it into
+place at the end, so a crash, a kill or a bad value found late leaves either
+nothing or the previous results, never a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from typing import Iterator
+
+
+def output_dir_problem(path: str, overwrite: bool) -> str | None:
+    """Why `path` cannot receive a command's outputs, or None if it can.
+
+    It must be a directory that is empty (or absent, with a writable nearest
+    existing ancestor); a non-empty one only with `overwrite`.
+    """
+    if not path:
+        return "must name a directory"
+    path = os.path.abspath(path)
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            return f"{path} exists and is not a directory"
+        if not os.access(path, os.W_OK | os.X_OK):
+            return f"{path} is not writable"
+        if os.listdir(path) and not overwrite:
+            return f"{path} is not empty; pass --overwrite to replace its files"
+        return None
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"cannot create {path}: {parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create {path}: {parent} is not writable"
+    return None
+
+
+@contextlib.contextmanager
+def atomic_output_dir(path: str) -> Iterator[str]:
+    """Yields a scratch directory beside `path`; on success its files move into `path`.
+
+    A new `path` appears by one rename of the whole directory. An existing one
+    (which the caller has checked may be written) receives each file by an
+    atomic `os.replace`, so a reader sees old or new files, never partial ones.
+    On error the scratch directory is removed and `path` is untouched.
+    """
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+    try:
+        yield scratch
+        try:
+            os.rename(scratch, path)  # fails if path exists (and is non-empty)
+            return
+        except OSError:
+            if not os.path.isdir(path):
+                raise
+        for name in sorted(os.listdir(scratch)):
+            target = os.path.join(path, name)
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target)
+            os.replace(os.path.join(scratch, name), target)
+        os.rmdir(scratch)
+    finally:
+        if os.path.exists(scratch):
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str, mode: str = "w") -> Iterator:
+    """Opens a temporary file beside `path`; renamed onto `path` when the block succeeds."""
+    path = os.path.abspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-",
+                               dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,29 @@
+"""Shared helpers for the tests."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_module(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Runs `python -m kerasnets.<module> args...` as a real process from the repo root."""
+    return subprocess.run([sys.executable, "-m", f"kerasnets.{module}", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def error_lines(stderr: str) -> list[str]:
+    """stderr without TensorFlow's start-up notices (printed before its logging is set up)."""
+    noise = ("WARNING: All log messages before absl::InitializeLog()", "I0000 ", "E0000 ", "W0000 ")
+    return [line for line in stderr.splitlines() if line.strip() and not line.startswith(noise)]
+
+
+@pytest.fixture
+def flag_values():
+    """The absl FLAGS, reset after the test so in-process parsing does not leak."""
+    from absl import flags
+    yield flags.FLAGS
+    flags.FLAGS.unparse_flags()
