@@ -47,3 +47,48 @@ def plot_digits(images, labels, path_or_file, title: str, predicted=None, column
         ax.set_title(text, fontsize=8, color="black" if predicted is None else "firebrick")
     fig.suptitle(title)
     save_figure(fig, path_or_file)
+
+
+def plot_curves(history, path_or_file) -> None:
+    """Loss and accuracy per epoch, train and test (rows of history.csv)."""
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for split in ("train", "test"):
+        ax_loss.plot(epochs, [h[f"{split}_loss"] for h in history], marker="o", label=split)
+        ax_acc.plot(epochs, [100 * h[f"{split}_accuracy"] for h in history], marker="o", label=split)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    ax_acc.axhline(99.4, color="gray", linestyle=":", label="99.4%")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    save_figure(fig, path_or_file)
+
+
+def plot_misclassified(images, labels, predicted, path_or_file, limit: int = 40) -> None:
+    """The first `limit` wrong test digits, titled true / predicted."""
+    wrong = [k for k in range(len(labels)) if labels[k] != predicted[k]][:limit]
+    total = int((labels != predicted).sum())
+    plot_digits(images[wrong], labels[wrong], path_or_file,
+                f"misclassified test digits: {total} of {len(labels)} (first {len(wrong)} shown)",
+                predicted=predicted[wrong])
+
+
+def plot_confusion(labels, predicted, path_or_file) -> None:
+    """10x10 confusion matrix with counts; the diagonal is masked so errors stand out."""
+    import numpy as np
+
+    matrix = np.zeros((10, 10), int)
+    np.add.at(matrix, (labels.astype(int), predicted.astype(int)), 1)
+    off = matrix.astype(float)
+    np.fill_diagonal(off, np.nan)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    im = ax.imshow(off, cmap="Reds")
+    for i in range(10):
+        for j in range(10):
+            ax.text(j, i, matrix[i, j], ha="center", va="center", fontsize=7,
+                    color="black" if i != j else "navy")
+    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true",
+           title="confusion matrix (test set; errors shaded)")
+    fig.colorbar(im, ax=ax)
+    save_figure(fig, path_or_file)

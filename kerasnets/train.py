@@ -1,0 +1,111 @@
+r"""kerasnets-train: train an MNIST convnet from the command line.
+
+  kerasnets-train --flagfile=flags/default.flags --model_dir=runs/default
+
+Writes model.keras, history.csv, results.json, curves.png, misclassified.png,
+confusion.png and tensorboard/ into --model_dir. A run killed part-way and
+started again with the same command resumes from its last completed epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+from typing import Sequence
+
+from absl import app, flags
+
+from kerasnets import data, fileio, models, training
+
+FLAGS = flags.FLAGS
+_D = training.TrainConfig()
+
+data.define_data_flags()
+flags.DEFINE_enum("model", _D.model, list(models.BUILDERS), "Architecture (kerasnets.models).")
+flags.DEFINE_integer("epochs", _D.epochs, "Epochs to train (1..1000).", lower_bound=1, upper_bound=1000)
+flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size (1..8192).",
+                     lower_bound=1, upper_bound=8192)
+flags.DEFINE_enum("optimizer", _D.optimizer, list(training.OPTIMIZERS), "sgd (Nesterov momentum) or adamw.")
+flags.DEFINE_float("learning_rate", _D.learning_rate, "Peak learning rate (> 0).")
+flags.DEFINE_float("momentum", _D.momentum, "SGD momentum, 0..<1.", lower_bound=0.0)
+flags.DEFINE_float("weight_decay", _D.weight_decay, "Decoupled weight decay (>= 0).", lower_bound=0.0)
+flags.DEFINE_enum("schedule", _D.schedule, list(training.SCHEDULES),
+                  "constant, or cosine: linear warm-up then cosine decay to 0.")
+flags.DEFINE_float("warmup_epochs", _D.warmup_epochs, "Warm-up length for --schedule=cosine.",
+                   lower_bound=0.0)
+flags.DEFINE_bool("augment", _D.augment, "Random rotation/shift/scale of training images.")
+flags.DEFINE_float("rotation", _D.rotation, "Max rotation in degrees (0..180).", lower_bound=0.0,
+                   upper_bound=180.0)
+flags.DEFINE_float("shift", _D.shift, "Max shift in pixels (0..14).", lower_bound=0.0, upper_bound=14.0)
+flags.DEFINE_float("scale", _D.scale, "Max relative scale change (0..0.5).", lower_bound=0.0,
+                   upper_bound=0.5)
+flags.DEFINE_enum("precision", _D.precision, list(training.PRECISIONS),
+                  "auto = mixed_float16 on a GPU, float32 on CPU; the softmax is always float32.")
+flags.DEFINE_enum("strategy", _D.strategy, list(training.STRATEGIES),
+                  "tf.distribute strategy: auto (mirrored on several GPUs), default, mirrored.")
+flags.DEFINE_integer("seed", _D.seed, "Random seed (>= 0).", lower_bound=0)
+flags.DEFINE_bool("deterministic", _D.deterministic, "Deterministic ops (identical reruns on CPU).")
+flags.DEFINE_integer("train_examples", 0, "Use the first N training images (0 = all).",
+                     lower_bound=0, upper_bound=60000)
+flags.DEFINE_integer("test_examples", 0, "Use the first N test images (0 = all).",
+                     lower_bound=0, upper_bound=10000)
+flags.DEFINE_string("model_dir", None, "Directory for the model, history, results and pictures.")
+flags.DEFINE_bool("overwrite", False, "Replace a finished run in --model_dir.")
+flags.mark_flag_as_required("model_dir")
+
+flags.register_validator("learning_rate", lambda v: v > 0 and v < float("inf"),
+                         "--learning_rate must be a finite number > 0")
+flags.register_validator("momentum", lambda v: 0 <= v < 1, "--momentum must be in [0, 1)")
+
+
+@flags.multi_flags_validator(["model_dir", "overwrite"])
+def _check_model_dir(values) -> bool:
+    path = values["model_dir"]
+    if path and os.path.isfile(os.path.join(path, "results.json")) and not values["overwrite"]:
+        raise flags.ValidationError(f"--model_dir: {os.path.abspath(path)} holds a finished run; "
+                                    "pass --overwrite to replace it, or choose another directory")
+    problem = fileio.output_dir_problem(path, overwrite=True)  # a partial run is resumed
+    if problem:
+        raise flags.ValidationError(f"--model_dir: {problem}")
+    return True
+
+
+def config_from_flags() -> training.TrainConfig:
+    return training.TrainConfig(**{f.name: FLAGS[f.name].value
+                                   for f in dataclasses.fields(training.TrainConfig)})
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    config = config_from_flags()
+    try:
+        mnist = data.load_mnist(FLAGS.data_dir, FLAGS.mnist_path)
+    except data.MnistDataError as e:
+        print(f"kerasnets-train: error: {e}", file=sys.stderr)
+        return 1
+    model_dir = os.path.abspath(FLAGS.model_dir)
+    if FLAGS.overwrite and os.path.isfile(os.path.join(model_dir, "results.json")):
+        for name in training.OUTPUT_FILES + ("tensorboard", training.BACKUP_DIR):
+            path = os.path.join(model_dir, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.path.exists(path) and os.remove(path)
+    os.makedirs(model_dir, exist_ok=True)
+    try:
+        results = training.train(config, mnist, model_dir, log=lambda s: print(s, flush=True))
+    except training.NanLossError as e:
+        print(f"kerasnets-train: error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {model_dir}: {', '.join(training.OUTPUT_FILES)}, tensorboard/ "
+          f"(best test accuracy {100 * results['best_test_accuracy']:.2f}%)")
+    return 0
+
+
+def run():
+    """Console-script entry point (kerasnets-train)."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

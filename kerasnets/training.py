@@ -1,0 +1,284 @@
+"""Training the MNIST convnets: small functions over one TrainConfig, in flax's style.
+
+  create_model(config, steps_per_epoch)   build + compile (optimizer, schedule, loss)
+  train(config, data, model_dir)          fit with resume, NaN guard, outputs
+  evaluate(model, images, labels)         loss, accuracy, predictions
+
+Resume: after every epoch the full training state (model.keras with optimizer
+state, plus state.json with the history so far) is written into
+`<model_dir>/backup/epoch-NNNN/` (built aside, renamed into place). A run
+started again with the same flags continues from the newest complete backup;
+because the pipeline's epoch e depends only on (seed, e), the resumed run sees
+the same batches and ends with the same history as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasnets import fileio, models, pipeline
+
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("auto", "default", "mirrored")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("constant", "cosine")
+BACKUP_DIR = "backup"
+OUTPUT_FILES = ("model.keras", "history.csv", "results.json", "curves.png",
+                "misclassified.png", "confusion.png")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run (the flags of kerasnets-train, as plain values)."""
+
+    model: str = "default"
+    epochs: int = 15
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    learning_rate: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    augment: bool = True
+    rotation: float = 10.0
+    shift: float = 2.0
+    scale: float = 0.0
+    precision: str = "auto"
+    strategy: str = "auto"
+    seed: int = 0
+    deterministic: bool = False
+    train_examples: int = 0  # 0 = all 60,000
+    test_examples: int = 0   # 0 = all 10,000
+
+
+class NanLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def resolve_precision(precision: str) -> str:
+    """auto → mixed_float16 on a GPU, float32 on CPU."""
+    if precision == "auto":
+        return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+    return precision
+
+
+def create_strategy(name: str) -> tf.distribute.Strategy:
+    if name == "mirrored" or (name == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def device_description() -> str:
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"{len(gpus)} x GPU ({details.get('device_name', 'unknown')})"
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+def create_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
+    """A compiled model: the named architecture, optimizer, schedule and loss."""
+    model = models.build_model(config.model)
+    lr = config.learning_rate
+    if config.schedule == "cosine":
+        warmup = int(round(config.warmup_epochs * steps_per_epoch))
+        total = config.epochs * steps_per_epoch
+        # Linear warm-up from lr/10 to lr, then cosine decay to 0 (built in: loads safely).
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.learning_rate / 10, warmup_target=config.learning_rate,
+            warmup_steps=warmup, decay_steps=max(1, total - warmup), alpha=0.0)
+    if config.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=config.momentum > 0,
+                                         weight_decay=config.weight_decay or None)
+    else:
+        optimizer = keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray,
+             batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
+    """(mean loss, accuracy, predicted classes) of `model` on the given examples."""
+    probs = model.predict(pipeline.test_dataset(images, labels, batch_size).map(lambda x, y: x),
+                          verbose=0)
+    loss = float(keras.losses.sparse_categorical_crossentropy(labels, probs).numpy().mean())
+    predicted = probs.argmax(axis=1)
+    return loss, float(np.mean(predicted == labels)), predicted
+
+
+def course_line(loss: float, correct: int, total: int) -> str:
+    """The course's per-epoch line."""
+    return (f"Test set: Average loss: {loss:.4f}, Accuracy: {correct}/{total} "
+            f"({100.0 * correct / total:.2f}%)")
+
+
+# --- resume state -------------------------------------------------------------------
+
+def latest_backup(model_dir: str) -> str | None:
+    root = os.path.join(model_dir, BACKUP_DIR)
+    if not os.path.isdir(root):
+        return None
+    done = sorted(d for d in os.listdir(root)
+                  if d.startswith("epoch-") and os.path.isfile(os.path.join(root, d, "state.json")))
+    return os.path.join(root, done[-1]) if done else None
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """After each epoch: the course's line, the history row, and a complete backup."""
+
+    def __init__(self, model_dir: str, config: TrainConfig, history: list[dict],
+                 test_size: int, log: Callable[[str], None]):
+        super().__init__()
+        self.model_dir, self.config, self.history = model_dir, config, history
+        self.test_size, self.log = test_size, log
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if not all(math.isfinite(logs.get(k, 0.0)) for k in ("loss", "val_loss")):
+            return  # NanGuard stops the run; the last good backup stays the newest
+        lr = self.model.optimizer.learning_rate
+        row = dict(epoch=epoch + 1, train_loss=logs["loss"], train_accuracy=logs["accuracy"],
+                   test_loss=logs["val_loss"], test_accuracy=logs["val_accuracy"],
+                   learning_rate=float(lr.numpy() if hasattr(lr, "numpy") else lr),
+                   seconds=time.perf_counter() - self.start)
+        self.history.append(row)
+        correct = int(round(row["test_accuracy"] * self.test_size))
+        self.log(course_line(row["test_loss"], correct, self.test_size))
+        self._backup(epoch + 1)
+
+    def _backup(self, epochs_done: int):
+        root = os.path.join(self.model_dir, BACKUP_DIR)
+        os.makedirs(root, exist_ok=True)
+        target = os.path.join(root, f"epoch-{epochs_done:04d}")
+        with fileio.atomic_output_dir(target) as scratch:
+            self.model.save(os.path.join(scratch, "model.keras"))
+            with open(os.path.join(scratch, "state.json"), "w") as f:
+                json.dump(dict(epochs_done=epochs_done, history=self.history,
+                               config=dataclasses.asdict(self.config)), f)
+        for old in os.listdir(root):
+            if old != os.path.basename(target):
+                shutil.rmtree(os.path.join(root, old), ignore_errors=True)
+
+
+class NanGuard(keras.callbacks.Callback):
+    """Stops at the first non-finite batch loss (the last backup is the last good state)."""
+
+    def __init__(self):
+        super().__init__()
+        self.bad_step = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.bad_step = batch
+            self.model.stop_training = True
+
+
+# --- the run ------------------------------------------------------------------------
+
+def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] = print,
+          verbose: int | None = None) -> dict:
+    """Trains (resuming from model_dir's backup if any) and writes all outputs.
+
+    Returns the results dict written to results.json. Raises NanLossError if
+    the loss diverges (outputs of the last complete epoch stay in the backup).
+    """
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    precision = resolve_precision(config.precision)
+    keras.mixed_precision.set_global_policy(precision)
+    (x_train, y_train), (x_test, y_test) = data
+    if config.train_examples:
+        x_train, y_train = x_train[:config.train_examples], y_train[:config.train_examples]
+    if config.test_examples:
+        x_test, y_test = x_test[:config.test_examples], y_test[:config.test_examples]
+    steps = pipeline.steps_per_epoch(len(x_train), config.batch_size)
+
+    strategy = create_strategy(config.strategy)
+    backup = latest_backup(model_dir)
+    with strategy.scope():
+        if backup:
+            with open(os.path.join(backup, "state.json")) as f:
+                state = json.load(f)
+            model = keras.saving.load_model(os.path.join(backup, "model.keras"))
+            history, first_epoch = state["history"], state["epochs_done"]
+            log(f"resuming from {backup} (epoch {first_epoch} of {config.epochs} done)")
+        else:
+            model, history, first_epoch = create_model(config, steps), [], 0
+
+    augment = pipeline.Augment(config.rotation, config.shift, config.scale) if config.augment else None
+    train_ds = pipeline.train_dataset(x_train, y_train, config.batch_size, config.seed, augment,
+                                      first_epoch, config.epochs, config.deterministic)
+    test_ds = pipeline.test_dataset(x_test, y_test, 1000)
+    guard = NanGuard()
+    callbacks = [guard, EpochRecorder(model_dir, config, history, len(x_test), log),
+                 keras.callbacks.TensorBoard(os.path.join(model_dir, "tensorboard"))]
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    if first_epoch < config.epochs:
+        model.fit(train_ds, epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
+                  validation_data=test_ds, callbacks=callbacks, verbose=verbose, shuffle=False)
+    if guard.bad_step is not None:
+        raise NanLossError(
+            f"loss became NaN/inf in epoch {len(history) + 1}, batch {guard.bad_step}; stopped. "
+            f"The last good state (epoch {len(history)}) is in {os.path.join(model_dir, BACKUP_DIR)}; "
+            "lower --learning_rate and start again with --overwrite")
+
+    test_loss, test_acc, predicted = evaluate(model, x_test, y_test)
+    _, train_acc, _ = evaluate(model, x_train, y_train)
+    log(f"final model: train accuracy {100 * train_acc:.2f}%, test accuracy {100 * test_acc:.2f}%")
+    trainable, frozen = models.count_params(model)
+    test_accs = [h["test_accuracy"] for h in history]
+    first_994 = next((h["epoch"] for h in history if h["test_accuracy"] >= 0.994), None)
+    results = dict(
+        model=config.model, trainable_params=trainable, total_params=trainable + frozen,
+        epochs=len(history), test_accuracy=test_accs,
+        train_accuracy=[h["train_accuracy"] for h in history],
+        test_loss=[h["test_loss"] for h in history], train_loss=[h["train_loss"] for h in history],
+        seconds_per_epoch=[h["seconds"] for h in history], first_epoch_at_99_4=first_994,
+        best_test_accuracy=max(test_accs) if test_accs else None,
+        final_test_accuracy=test_acc, final_train_accuracy=train_acc, final_test_loss=test_loss,
+        precision=precision, device=device_description(), strategy=type(strategy).__name__,
+        flags=dataclasses.asdict(config))
+    _write_outputs(model_dir, model, history, results, x_test, y_test, predicted)
+    shutil.rmtree(os.path.join(model_dir, BACKUP_DIR), ignore_errors=True)
+    return results
+
+
+def _write_outputs(model_dir, model, history, results, x_test, y_test, predicted) -> None:
+    """The final files, each written aside and renamed (results.json last: it marks 'finished')."""
+    from kerasnets import plots
+
+    tmp_model = os.path.join(model_dir, ".model.tmp.keras")
+    model.save(tmp_model)
+    os.replace(tmp_model, os.path.join(model_dir, "model.keras"))
+    with fileio.atomic_file(os.path.join(model_dir, "history.csv")) as f:
+        columns = list(history[0]) if history else ["epoch"]
+        f.write(",".join(columns) + "\n")
+        for row in history:
+            f.write(",".join(repr(row[c]) for c in columns) + "\n")
+    for name, draw in (("curves.png", lambda p: plots.plot_curves(history, p)),
+                       ("misclassified.png", lambda p: plots.plot_misclassified(
+                           x_test, y_test, predicted, p)),
+                       ("confusion.png", lambda p: plots.plot_confusion(y_test, predicted, p))):
+        with fileio.atomic_file(os.path.join(model_dir, name), "wb") as f:
+            draw(f)
+    with fileio.atomic_file(os.path.join(model_dir, "results.json")) as f:
+        json.dump(results, f, indent=2)
