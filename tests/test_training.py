@@ -1,0 +1,225 @@
+"""The MNIST models and their training, on smoke-sized data."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+from absl import flags
+
+from conftest import REPO, error_lines, run_module
+from kerasnets import models, training
+
+SMOKE = training.TrainConfig(model="default", epochs=2, batch_size=64, train_examples=2048,
+                             test_examples=1000, learning_rate=0.05, warmup_epochs=0.5, seed=1,
+                             deterministic=True)
+
+
+# --- models ---------------------------------------------------------------------------
+
+def test_parameter_counts():
+    assert models.count_params(models.build_model("seed")) == (19130, 320)
+    assert models.count_params(models.build_model("default"))[0] < 8000
+    assert models.count_params(models.build_model("wide"))[0] < 20000
+
+
+def test_seed_model_is_the_course_network_layer_by_layer():
+    spec = []
+    for layer in models.build_model("seed").layers:
+        c = layer.get_config()
+        if isinstance(layer, keras.layers.Conv2D):
+            spec.append(("conv", c["filters"], tuple(c["kernel_size"]), c["padding"], c["use_bias"],
+                         c["activation"]))
+        elif isinstance(layer, keras.layers.Dense):
+            spec.append(("dense", c["units"], c["activation"]))
+        elif isinstance(layer, keras.layers.Dropout):
+            spec.append(("dropout", c["rate"]))
+        else:
+            spec.append(type(layer).__name__)
+    conv = lambda n: ("conv", n, (3, 3), "valid", True, "relu")  # noqa: E731
+    assert spec == [
+        "Rescaling", conv(16), "BatchNormalization", conv(16), "BatchNormalization",
+        "MaxPooling2D", ("dropout", 0.2), conv(16), "BatchNormalization", ("dropout", 0.2),
+        conv(16), "BatchNormalization", ("dropout", 0.2), conv(64), "BatchNormalization",
+        "GlobalAveragePooling2D", ("dropout", 0.1), ("dense", 32, "relu"), "BatchNormalization",
+        ("dropout", 0.1), ("dense", 10, "linear"), "Activation"]
+
+
+def test_models_take_raw_pixels_and_normalise_them_first():
+    for name in models.BUILDERS:
+        model = models.build_model(name)
+        assert model.input_shape == (None, 28, 28, 1)
+        normalize = model.layers[0]
+        out = normalize(np.array([[0.0, 255.0, 33.3285]], np.float32)).numpy()
+        np.testing.assert_allclose(out, [[-0.1307 / 0.3081, (1 - 0.1307) / 0.3081, 0.0]], atol=1e-5)
+        probs = model(np.zeros((2, 28, 28, 1), np.uint8), training=False).numpy()
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_mixed_precision_keeps_the_softmax_float32():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = models.build_model("default")
+        assert model.layers[1].compute_dtype == "float16"      # first conv
+        assert model.layers[-1].compute_dtype == "float32"     # softmax
+        assert model(np.zeros((1, 28, 28, 1), np.uint8)).dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_unknown_model_name_is_refused():
+    with pytest.raises(ValueError, match="unknown model 'big'; choose one of seed, default, wide"):
+        models.build_model("big")
+
+
+# --- training -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smoke_run(real_mnist, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("smoke")
+    lines = []
+    results = training.train(SMOKE, real_mnist[0], str(model_dir), log=lines.append, verbose=0)
+    return model_dir, results, lines
+
+
+def test_smoke_run_writes_every_output(smoke_run):
+    model_dir, results, lines = smoke_run
+    assert sorted(os.listdir(model_dir)) == sorted(training.OUTPUT_FILES + ("tensorboard",))
+    for name in ("curves.png", "misclassified.png", "confusion.png"):
+        assert (model_dir / name).read_bytes()[:4] == b"\x89PNG"
+    assert os.listdir(model_dir / "tensorboard")
+    on_disk = json.loads((model_dir / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(results))
+    for key in ("model", "trainable_params", "total_params", "test_accuracy", "train_accuracy",
+                "test_loss", "seconds_per_epoch", "first_epoch_at_99_4", "best_test_accuracy",
+                "final_test_accuracy", "precision", "device", "flags"):
+        assert key in on_disk, key
+    assert on_disk["trainable_params"] == 7704 and on_disk["total_params"] == 7704 + 116
+    assert len(on_disk["test_accuracy"]) == 2 and on_disk["precision"] == "float32"
+    assert on_disk["best_test_accuracy"] == max(on_disk["test_accuracy"])
+    # final_test_accuracy re-evaluates the saved final model: equal to the last epoch's figure.
+    assert on_disk["final_test_accuracy"] == pytest.approx(on_disk["test_accuracy"][-1], abs=1e-6)
+    assert on_disk["flags"]["train_examples"] == 2048
+
+
+def test_history_csv_and_the_course_lines(smoke_run):
+    model_dir, results, lines = smoke_run
+    rows = (model_dir / "history.csv").read_text().splitlines()
+    assert rows[0] == "epoch,train_loss,train_accuracy,test_loss,test_accuracy,learning_rate,seconds"
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+    for epoch, line in enumerate(lines[:2]):
+        acc = results["test_accuracy"][epoch]
+        assert line == (f"Test set: Average loss: {results['test_loss'][epoch]:.4f}, Accuracy: "
+                        f"{round(acc * 1000)}/1000 ({100 * round(acc * 1000) / 1000:.2f}%)")
+    assert lines[-1].startswith("final model: train accuracy ")
+
+
+def test_the_smoke_model_learns(smoke_run):
+    _, results, _ = smoke_run
+    assert results["train_loss"][1] < results["train_loss"][0]
+    assert results["train_accuracy"][1] > 0.6  # chance is 0.1
+
+
+def test_saved_model_loads_safely_and_scores_the_same(smoke_run, real_mnist):
+    model_dir, results, _ = smoke_run
+    model = keras.saving.load_model(model_dir / "model.keras", safe_mode=True)
+    (_, _), (x_test, y_test) = real_mnist[0]
+    loss, acc, _ = training.evaluate(model, x_test[:1000], y_test[:1000])
+    assert acc == pytest.approx(results["final_test_accuracy"], abs=1e-9)
+
+
+def test_deterministic_runs_give_identical_histories(smoke_run, real_mnist, tmp_path):
+    _, first, _ = smoke_run
+    again = training.train(SMOKE, real_mnist[0], str(tmp_path), log=lambda s: None, verbose=0)
+    for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
+        assert again[key] == first[key], key
+
+
+class _PoisonAtEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            kernel = self.model.layers[1].kernel
+            kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+
+
+def test_nan_loss_stops_with_a_clear_message_keeping_the_last_good_epoch(real_mnist, tmp_path):
+    with pytest.raises(training.NanLossError, match=r"loss became NaN/inf in epoch 2, batch 0; "
+                                                    r"stopped\. The last good state \(epoch 1\)"):
+        training.train(SMOKE, real_mnist[0], str(tmp_path), log=lambda s: None, verbose=0,
+                       extra_callbacks=[_PoisonAtEpoch(1)])
+    assert os.listdir(tmp_path / "backup") == ["epoch-0001"]
+    assert not (tmp_path / "results.json").exists()
+    good = keras.saving.load_model(tmp_path / "backup" / "epoch-0001" / "model.keras")
+    assert all(np.isfinite(w).all() for w in good.get_weights())
+
+
+# --- the command: refusals and resume after a real SIGKILL -------------------------
+
+@pytest.mark.parametrize("arg, message", [
+    ("--epochs=0", "--epochs"), ("--batch_size=0", "--batch_size"),
+    ("--learning_rate=0", "--learning_rate must be a finite number > 0"),
+    ("--learning_rate=inf", "--learning_rate must be a finite number > 0"),
+    ("--momentum=1", r"--momentum must be in \[0, 1\)"), ("--model=big", "--model"),
+    ("--precision=float64", "--precision"), ("--strategy=tpu", "--strategy"),
+    ("--rotation=200", "--rotation"), ("--train_examples=60001", "--train_examples"),
+])
+def test_bad_flags_are_refused(arg, message, tmp_path):
+    import kerasnets.train  # noqa: F401  (defines the flags)
+    try:
+        with pytest.raises(flags.Error, match=message):
+            flags.FLAGS(["train", f"--model_dir={tmp_path}", arg])
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+def test_a_finished_run_is_not_overwritten_without_overwrite(smoke_run):
+    model_dir, _, _ = smoke_run
+    before = (model_dir / "results.json").read_bytes()
+    proc = run_module("train", "--flagfile=flags/smoke.flags", f"--model_dir={model_dir}")
+    assert proc.returncode == 1
+    assert error_lines(proc.stderr)[0].endswith(
+        "holds a finished run; pass --overwrite to replace it, or choose another directory")
+    assert (model_dir / "results.json").read_bytes() == before
+
+
+def _history(model_dir):
+    rows = [r.split(",") for r in (model_dir / "history.csv").read_text().splitlines()]
+    return [r[:-1] for r in rows]  # everything but the seconds
+
+
+def test_resume_after_sigkill_gives_the_uninterrupted_history(real_mnist, tmp_path):
+    args = [sys.executable, "-m", "kerasnets.train", "--flagfile=flags/smoke.flags", "--epochs=4",
+            f"--data_dir={real_mnist[1]}"]
+    whole = tmp_path / "whole"
+    subprocess.run(args + [f"--model_dir={whole}"], cwd=REPO, check=True, capture_output=True,
+                   timeout=300)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(args + [f"--model_dir={killed}"], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while not (killed / "backup" / "epoch-0002" / "state.json").exists():
+            assert proc.poll() is None and time.time() < deadline, "no epoch-2 backup"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)  # mid-epoch 3
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (killed / "results.json").exists()
+
+    resumed = subprocess.run(args + [f"--model_dir={killed}"], cwd=REPO, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stdout and "(epoch 2 of 4 done)" in resumed.stdout
+    assert _history(killed) == _history(whole)
+    assert not (killed / "backup").exists()
