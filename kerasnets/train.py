@@ -27,9 +27,10 @@ flags.DEFINE_enum("model", _D.model, list(models.BUILDERS), "Architecture (keras
 flags.DEFINE_integer("epochs", _D.epochs, "Epochs to train (1..1000).", lower_bound=1, upper_bound=1000)
 flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size (1..8192).",
                      lower_bound=1, upper_bound=8192)
-flags.DEFINE_enum("optimizer", _D.optimizer, list(training.OPTIMIZERS), "sgd (Nesterov momentum) or adamw.")
+flags.DEFINE_enum("optimizer", _D.optimizer, list(training.OPTIMIZERS), "sgd (with momentum) or adamw.")
 flags.DEFINE_float("learning_rate", _D.learning_rate, "Peak learning rate (> 0).")
 flags.DEFINE_float("momentum", _D.momentum, "SGD momentum, 0..<1.", lower_bound=0.0)
+flags.DEFINE_bool("nesterov", _D.nesterov, "Nesterov momentum for --optimizer=sgd.")
 flags.DEFINE_float("weight_decay", _D.weight_decay, "Decoupled weight decay (>= 0).", lower_bound=0.0)
 flags.DEFINE_enum("schedule", _D.schedule, list(training.SCHEDULES),
                   "constant, or cosine: linear warm-up then cosine decay to 0.")

@@ -48,6 +48,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     learning_rate: float = 0.05
     momentum: float = 0.9
+    nesterov: bool = True
     weight_decay: float = 0.0
     schedule: str = "cosine"
     warmup_epochs: float = 1.0
@@ -100,7 +101,7 @@ def create_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
             initial_learning_rate=config.learning_rate / 10, warmup_target=config.learning_rate,
             warmup_steps=warmup, decay_steps=max(1, total - warmup), alpha=0.0)
     if config.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=config.momentum > 0,
+        optimizer = keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0,
                                          weight_decay=config.weight_decay or None)
     else:
         optimizer = keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
@@ -112,8 +113,7 @@ def create_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
 def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray,
              batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
     """(mean loss, accuracy, predicted classes) of `model` on the given examples."""
-    probs = model.predict(pipeline.test_dataset(images, labels, batch_size).map(lambda x, y: x),
-                          verbose=0)
+    probs = model.predict(images.reshape(-1, 28, 28, 1), batch_size=batch_size, verbose=0)
     loss = float(keras.losses.sparse_categorical_crossentropy(labels, probs).numpy().mean())
     predicted = probs.argmax(axis=1)
     return loss, float(np.mean(predicted == labels)), predicted
