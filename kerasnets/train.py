@@ -91,7 +91,10 @@ def main(argv: Sequence[str]) -> int:
     if FLAGS.overwrite and os.path.isfile(os.path.join(model_dir, "results.json")):
         for name in training.OUTPUT_FILES + ("tensorboard", training.BACKUP_DIR):
             path = os.path.join(model_dir, name)
-            shutil.rmtree(path) if os.path.isdir(path) else os.path.exists(path) and os.remove(path)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
     os.makedirs(model_dir, exist_ok=True)
     try:
         results = training.train(config, mnist, model_dir, log=lambda s: print(s, flush=True))
