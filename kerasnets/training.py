@@ -225,9 +225,9 @@ def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] 
             model, history, first_epoch = create_model(config, steps), [], 0
 
     augment = pipeline.Augment(config.rotation, config.shift, config.scale) if config.augment else None
-    train_ds = pipeline.train_dataset(x_train, y_train, config.batch_size, config.seed, augment,
-                                      first_epoch, config.epochs, config.deterministic)
-    test_ds = pipeline.test_dataset(x_test, y_test, 1000)
+    train_ds, test_ds = pipeline.make_datasets(
+        ((x_train, y_train), (x_test, y_test)), config.batch_size, config.seed, augment,
+        first_epoch, config.epochs, config.deterministic)
     guard = NanGuard()
     callbacks = [guard, EpochRecorder(model_dir, config, history, len(x_test), log),
                  keras.callbacks.TensorBoard(os.path.join(model_dir, "tensorboard")),
