@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 .PHONY: run test venv clean toynet
 
 run: $(STAMP)
-	$(BIN)/kerasnets-train --flagfile=flags/default.flags --model_dir=runs/default --overwrite
+	$(BIN)/kerasnets-train --flagfile=flags/default.flags --model_dir=runs/default --overwrite \
+		--export_base=savedmodels/mnist
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

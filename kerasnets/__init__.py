@@ -13,3 +13,12 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
+
+__all__ = ["load_model"]
+
+
+def load_model(path: str, compile: bool = True):
+    """Loads a kerasnets `.keras` model safely; see `kerasnets.models.load_model`."""
+    from kerasnets import models  # imports Keras/TensorFlow only when asked
+
+    return models.load_model(path, compile=compile)

@@ -11,8 +11,12 @@ sends. The final softmax is float32 even under a mixed-precision policy.
 
 from __future__ import annotations
 
+import os
+
 import keras
 from keras import layers
+
+from kerasnets.layers import FusedBatchNorm
 
 MEAN, STD = 0.1307, 0.3081  # of MNIST training pixels on the 0..1 scale
 INPUT_SHAPE = (28, 28, 1)
@@ -27,9 +31,17 @@ def probabilities() -> layers.Layer:
     return layers.Activation("softmax", dtype="float32", name="probabilities")
 
 
+def batch_norm() -> layers.Layer:
+    """BatchNorm (one fused kernel: see kerasnets.layers) with PyTorch's defaults (the course's framework): the running statistics
+    follow the batches with weight 0.1 (Keras momentum 0.9), eps 1e-5. Keras's own
+    0.99 lags far behind on short runs, so a model trained for a few hundred steps
+    evaluates with stale statistics."""
+    return FusedBatchNorm(momentum=0.9, epsilon=1e-5)
+
+
 def conv_bn_relu(filters: int, kernel: int = 3) -> list[layers.Layer]:
     """Conv (no bias: BatchNorm's beta is the bias) → BatchNorm → ReLU."""
-    return [layers.Conv2D(filters, kernel, use_bias=False), layers.BatchNormalization(),
+    return [layers.Conv2D(filters, kernel, use_bias=False), batch_norm(),
             layers.ReLU()]
 
 
@@ -38,16 +50,16 @@ def seed_model() -> keras.Sequential:
     return keras.Sequential([
         keras.Input(INPUT_SHAPE, name="images"),
         normalize(),
-        layers.Conv2D(16, 3, activation="relu"), layers.BatchNormalization(),   # 26x26
-        layers.Conv2D(16, 3, activation="relu"), layers.BatchNormalization(),   # 24x24
+        layers.Conv2D(16, 3, activation="relu"), batch_norm(),   # 26x26
+        layers.Conv2D(16, 3, activation="relu"), batch_norm(),   # 24x24
         layers.MaxPooling2D(2), layers.Dropout(0.2),                            # 12x12
-        layers.Conv2D(16, 3, activation="relu"), layers.BatchNormalization(),   # 10x10
+        layers.Conv2D(16, 3, activation="relu"), batch_norm(),   # 10x10
         layers.Dropout(0.2),
-        layers.Conv2D(16, 3, activation="relu"), layers.BatchNormalization(),   # 8x8
+        layers.Conv2D(16, 3, activation="relu"), batch_norm(),   # 8x8
         layers.Dropout(0.2),
-        layers.Conv2D(64, 3, activation="relu"), layers.BatchNormalization(),   # 6x6
+        layers.Conv2D(64, 3, activation="relu"), batch_norm(),   # 6x6
         layers.GlobalAveragePooling2D(), layers.Dropout(0.1),
-        layers.Dense(32, activation="relu"), layers.BatchNormalization(), layers.Dropout(0.1),
+        layers.Dense(32, activation="relu"), batch_norm(), layers.Dropout(0.1),
         layers.Dense(10),
         probabilities(),
     ], name="seed")
@@ -101,3 +113,19 @@ def count_params(model: keras.Model) -> tuple[int, int]:
     trainable = sum(int(v.numpy().size) for v in model.trainable_weights)
     frozen = sum(int(v.numpy().size) for v in model.non_trainable_weights)
     return trainable, frozen
+
+
+def load_model(path: str, compile: bool = True) -> keras.Model:
+    """Loads a `.keras` file written by kerasnets (or any Keras 3 code) with safe_mode=True.
+
+    Our models use only built-in Keras layers, so nothing needs unsafe
+    deserialisation (no lambdas, no pickled code). The model accepts raw 0..255
+    images of shape [batch, 28, 28, 1]; with `compile` (default) it keeps its
+    optimizer and loss, ready for `fit` (fine-tuning).
+    """
+    if not str(path).endswith(".keras"):
+        raise ValueError(f"{path}: not a .keras file (for a SavedModel directory use "
+                         "tf.saved_model.load or keras.layers.TFSMLayer)")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    return keras.saving.load_model(path, compile=compile, safe_mode=True)

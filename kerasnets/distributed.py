@@ -1,0 +1,225 @@
+"""Training on several machines: tf.distribute.MultiWorkerMirroredStrategy.
+
+Keras 3's `model.fit` fails under MultiWorkerMirroredStrategy with keras 3.15.1 /
+tensorflow 2.21.0, the newest releases ("Attempt to convert a value (PerReplica
+...) with an unsupported type"), so this module runs the training loop itself —
+`strategy.run` over a `tf.function` step and `strategy.reduce` for the
+figures — with the same Keras model, loss, optimizer (and its learning-rate
+schedule) and tf.data pipeline as `kerasnets.training`. The result is an
+ordinary Keras model, saved and exported exactly as on one machine.
+
+The cluster comes from the standard TF_CONFIG environment variable; every
+worker runs the same kerasnets-train command. Worker 0 is the chief: only it
+writes the run's files into --model_dir. The other workers keep their
+checkpoints in `<model_dir>/.worker-<i>/` (their own disk on a real cluster),
+removed when the run ends.
+
+Data: each worker reads its own shard of the training set (example i goes to
+worker i mod n), trimmed so every worker runs the same number of full steps.
+Resume: after each epoch every worker writes a checkpoint (model, optimizer,
+epochs done, history); a job restarted with the same command continues from
+the last one. A lost worker makes the collective ops fail (or time out after
+--collective_timeout seconds): the others stop with an error naming the epoch
+to resume from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasnets import fileio, pipeline, training
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+class WorkerLostError(RuntimeError):
+    """A collective operation failed: a worker stopped or cannot be reached."""
+
+
+def cluster_spec() -> tuple[int, int]:
+    """(number of workers, this worker's index) from TF_CONFIG; raises ValueError if unusable."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise ValueError("--strategy=multiworker needs the TF_CONFIG environment variable "
+                         "(see README: training on several machines)")
+    try:
+        config = json.loads(raw)
+        workers = config["cluster"]["worker"] + config["cluster"].get("chief", [])
+        task = config["task"]
+        index = int(task["index"]) + (len(config["cluster"].get("chief", []))
+                                      if task["type"] == "worker" else 0)
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"TF_CONFIG is not valid: {e!r}; expected "
+                         '{"cluster": {"worker": ["host:port", ...]}, '
+                         '"task": {"type": "worker", "index": N}}') from None
+    if task["type"] not in ("worker", "chief") or not 0 <= index < len(workers):
+        raise ValueError(f"TF_CONFIG task {task} is not one of the cluster's workers")
+    return len(workers), index
+
+
+def create_strategy(collective_timeout: float) -> tf.distribute.MultiWorkerMirroredStrategy:
+    """Must run before TensorFlow executes anything else in the process."""
+    options = tf.distribute.experimental.CommunicationOptions(
+        implementation=tf.distribute.experimental.CommunicationImplementation.RING,
+        timeout_seconds=collective_timeout)
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+
+
+def shard(images: np.ndarray, labels: np.ndarray, workers: int, index: int,
+          per_replica_batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Worker `index`'s examples, trimmed to whole batches equal across workers."""
+    per_worker = (len(images) // workers) // per_replica_batch * per_replica_batch
+    return images[index::workers][:per_worker], labels[index::workers][:per_worker]
+
+
+def make_train_step(strategy, model: keras.Model, global_batch: int):
+    """A tf.function running `steps` synchronous SGD steps; returns (mean loss, correct)."""
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
+
+    def replica_step(images, labels):
+        with tf.GradientTape() as tape:
+            probabilities = model(images, training=True)
+            per_example = loss_fn(labels, probabilities)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            scaled = model.optimizer.scale_loss(loss)  # loss scaling under mixed_float16
+        grads = tape.gradient(scaled, model.trainable_variables)
+        model.optimizer.apply_gradients(zip(grads, model.trainable_variables))  # all-reduces
+        correct = tf.reduce_sum(tf.cast(
+            tf.equal(tf.argmax(probabilities, axis=1), tf.cast(labels, tf.int64)), tf.float32))
+        return loss, correct
+
+    @tf.function
+    def train_steps(iterator, steps):
+        total_loss, total_correct = tf.constant(0.0), tf.constant(0.0)
+        for _ in tf.range(steps):
+            loss, correct = strategy.run(replica_step, args=next(iterator))
+            total_loss += strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+            total_correct += strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None)
+        return total_loss, total_correct
+
+    return train_steps
+
+
+def train(config: training.TrainConfig, data, model_dir: str, strategy,
+          log: Callable[[str], None] = print) -> dict | None:
+    """Trains on the cluster in TF_CONFIG; the chief writes the usual outputs and returns the
+    results dict, other workers return None. Raises WorkerLostError if a worker is lost."""
+    workers, index = cluster_spec()
+    chief = index == 0
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ValueError(f"--batch_size={config.batch_size} must be divisible by the "
+                         f"{replicas} replicas of the cluster")
+    keras.utils.set_random_seed(config.seed)
+    precision = training.resolve_precision(config.precision)
+    keras.mixed_precision.set_global_policy(precision)
+    (x_train, y_train), (x_test, y_test) = training.select_examples(config, data)
+    per_replica = config.batch_size // replicas
+    my_x, my_y = shard(x_train, y_train, workers, index, per_replica * (replicas // workers))
+    steps = len(my_x) // (per_replica * (replicas // workers))
+
+    work_dir = model_dir if chief else os.path.join(model_dir, f".worker-{index}")
+    ckpt_dir = os.path.join(work_dir, training.BACKUP_DIR, CHECKPOINT_DIR)
+    os.makedirs(os.path.dirname(ckpt_dir), exist_ok=True)
+    with strategy.scope():
+        model = training.create_model(config, steps)
+        model.optimizer.build(model.trainable_variables)
+    epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epochs=epochs_done)
+    manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=1)
+    history: list[dict] = []
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        with open(os.path.join(os.path.dirname(ckpt_dir), "history.json")) as f:
+            history = json.load(f)[:int(epochs_done.numpy())]
+        log(f"worker {index}: resuming from {manager.latest_checkpoint} "
+            f"(epoch {int(epochs_done.numpy())} of {config.epochs} done)")
+    first_epoch = int(epochs_done.numpy())
+
+    augment = (pipeline.Augment(config.rotation, config.shift, config.scale)
+               if config.augment else None)
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        return pipeline.train_dataset(my_x, my_y, context.get_per_replica_batch_size(
+            config.batch_size), config.seed + index, augment, first_epoch, config.epochs,
+            config.deterministic)
+
+    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+    train_steps = make_train_step(strategy, model, config.batch_size)
+    predict = tf.function(lambda x: model(x, training=False))
+    summaries = (tf.summary.create_file_writer(os.path.join(model_dir, "tensorboard", "epochs"))
+                 if chief else None)
+    for epoch in range(first_epoch, config.epochs):
+        start = time.perf_counter()
+        try:
+            loss_sum, correct = train_steps(iterator, tf.constant(steps))
+        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                tf.errors.CancelledError, tf.errors.AbortedError, tf.errors.InternalError) as e:
+            raise WorkerLostError(
+                f"worker {index}: lost contact with the cluster in epoch {epoch + 1} "
+                f"({type(e).__name__}); restart every worker with the same command to resume "
+                f"from epoch {epoch} (its checkpoint is in {ckpt_dir})") from None
+        test_loss, test_acc = _evaluate(predict, x_test, y_test)
+        lr = model.optimizer.learning_rate
+        history.append(dict(
+            epoch=epoch + 1, train_loss=float(loss_sum) / steps,
+            train_accuracy=float(correct) / (steps * config.batch_size), test_loss=test_loss,
+            test_accuracy=test_acc, learning_rate=float(lr.numpy() if hasattr(lr, "numpy") else lr),
+            seconds=time.perf_counter() - start))
+        if chief:
+            log(training.course_line(test_loss, int(round(test_acc * len(x_test))), len(x_test)))
+            with summaries.as_default(step=epoch + 1):
+                for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
+                    tf.summary.scalar(key, history[-1][key])
+        # history first, then the checkpoint: a kill in between leaves a history one epoch
+        # longer than the checkpoint, which the restore cuts back.
+        with fileio.atomic_file(os.path.join(os.path.dirname(ckpt_dir), "history.json")) as f:
+            json.dump(history, f)
+        epochs_done.assign(epoch + 1)
+        manager.save()  # every worker saves (to its own directory), as TensorFlow requires
+
+    # Synchronous training: every worker ends with the same weights; each says so.
+    log(f"worker {index}: final weights {weights_fingerprint(model)}, "
+        f"test accuracy {history[-1]['test_accuracy'] if history else float('nan'):.4f}")
+    if not chief:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        return None
+    # The trained model outside the strategy (predict and save need no cluster), with the
+    # optimizer's state (step count, momentum), as the single-machine model.keras has it.
+    final = training.create_model(config, steps)
+    final.set_weights(model.get_weights())
+    final.optimizer.build(final.trainable_variables)
+    for mine, trained in zip(final.optimizer.variables, model.optimizer.variables, strict=True):
+        mine.assign(trained.value)
+    test_loss, test_acc, predicted = training.evaluate(final, x_test, y_test)
+    _, train_acc, _ = training.evaluate(final, x_train, y_train)
+    log(f"final model: train accuracy {100 * train_acc:.2f}%, test accuracy {100 * test_acc:.2f}%")
+    results = training.results_dict(config, final, history, test_loss, test_acc, train_acc,
+                                    precision, strategy, workers=workers)
+    training.write_outputs(model_dir, final, history, results, x_test, y_test, predicted)
+    shutil.rmtree(os.path.join(model_dir, training.BACKUP_DIR), ignore_errors=True)
+    return results
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    """sha256 of all weights (float32 bytes, in the model's order): equal weights, equal text."""
+    digest = hashlib.sha256()
+    for w in model.get_weights():
+        digest.update(np.ascontiguousarray(w, np.float32).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _evaluate(predict, images, labels, batch_size: int = 1000) -> tuple[float, float]:
+    probs = np.concatenate([predict(images[i:i + batch_size, :, :, None]).numpy()
+                            for i in range(0, len(images), batch_size)])
+    loss = float(keras.losses.sparse_categorical_crossentropy(labels, probs).numpy().mean())
+    return loss, float(np.mean(probs.argmax(axis=1) == labels))
