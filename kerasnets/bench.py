@@ -74,9 +74,9 @@ def bench_train(mnist, model: str, batch_size: int, steps: int, warmup: int = 30
     ds = pipeline.train_dataset(x_train, y_train, batch_size, augment=augment,
                                 epochs=-(-(warmup + steps) // per_epoch) + 1)
     keras_model = training.create_model(config, per_epoch)
-    keras_model.fit(ds, epochs=1, steps_per_epoch=warmup, verbose=0)  # traces, warms caches
+    keras_model.fit(ds, epochs=1, steps_per_epoch=warmup, verbose=0, shuffle=False)  # warm-up
     start = time.perf_counter()
-    keras_model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0)
+    keras_model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
     seconds = time.perf_counter() - start
     return dict(framework="keras", model=model, batch_size=batch_size, steps=steps,
                 steps_per_execution=steps_per_execution, seconds=round(seconds, 3),
