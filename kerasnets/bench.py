@@ -198,8 +198,11 @@ def main(argv: Sequence[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)  # SavedModel writing logs each step at INFO
-    from kerasnets import training
+    from kerasnets import models, training
     training.set_threads(FLAGS.intra_op_threads)
+    if FLAGS.batchnorm == "keras":
+        import keras
+        models.BATCH_NORM = keras.layers.BatchNormalization
     batch_sizes = [int(b) for b in FLAGS.batch_sizes]
     if FLAGS.what == "inference" and not FLAGS["batch_sizes"].present:
         batch_sizes = list(INFERENCE_BATCH_SIZES)
@@ -251,6 +254,8 @@ def run():
                          lower_bound=1)
     flags.DEFINE_integer("intra_op_threads", 0, "Threads per TensorFlow op (0 = all cores).",
                          lower_bound=0)
+    flags.DEFINE_enum("batchnorm", "fused", ["fused", "keras"], "train/inference: the models' "
+                      "BatchNorm: ours (one fused kernel) or Keras's own (for an A/B).")
     flags.DEFINE_bool("compare_torch", False, "train: also time the course's network in PyTorch "
                       "(needs `pip install torch`; --model=seed only).")
     flags.DEFINE_integer("calls", 1000, "inference: single-image calls for p50/p99 (>= 100).",

@@ -31,6 +31,8 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
+from kerasnets import fileio
+
 SIGNATURE = "serving_default"
 INPUT_NAME = "images"
 _VERSION = re.compile(r"^[0-9]+$")
@@ -51,22 +53,17 @@ def latest_version_dir(export_base: str) -> str | None:
 
 def export_base_problem(export_base: str) -> str | None:
     """Why versions cannot be written under `export_base`, or None if they can."""
-    if not export_base:
-        return "must name a directory"
-    path = os.path.abspath(export_base)
-    if os.path.exists(path):
-        if not os.path.isdir(path):
-            return f"{path} exists and is not a directory"
-        if os.path.isfile(os.path.join(path, "saved_model.pb")):
-            return (f"{path} is itself a SavedModel; --export_base is the directory that holds "
-                    "the numbered versions (e.g. savedmodels/mnist)")
-        return None if os.access(path, os.W_OK | os.X_OK) else f"{path} is not writable"
-    parent = os.path.dirname(path)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        return f"cannot create {path}: {parent} is not a writable directory"
-    return None
+    if export_base and os.path.isfile(os.path.join(export_base, "saved_model.pb")):
+        return (f"{os.path.abspath(export_base)} is itself a SavedModel; --export_base is the "
+                "directory that holds the numbered versions (e.g. savedmodels/mnist)")
+    return fileio.output_dir_problem(export_base, overwrite=True)  # versions are added beside
+
+
+def tf_logger_quiet() -> None:
+    """TensorFlow's Python logger to warnings only (a SavedModel write logs at INFO)."""
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("WARNING")
 
 
 def serving_archive(model):
@@ -127,6 +124,7 @@ def main(argv: Sequence[str]) -> int:
     from kerasnets import models
 
     logging.set_verbosity(logging.WARNING)  # SavedModel writing logs each step at INFO
+    tf_logger_quiet()
     model_path = os.path.join(FLAGS.model_dir, "model.keras")
     try:
         model = models.load_model(model_path)

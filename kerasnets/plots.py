@@ -36,14 +36,15 @@ def plot_digits(images, labels, path_or_file, title: str, predicted=None, column
     """A grid of 28x28 digits, each titled with its label (and prediction, if given)."""
     n = len(images)
     rows = max(1, -(-n // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.0, rows * 1.15 + 0.4),
+    height = 1.15 if predicted is None else 1.4  # two title lines with a prediction
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.0, rows * height + 0.4),
                              squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k >= n:
             continue
         ax.imshow(images[k].reshape(28, 28), cmap="gray_r", vmin=0, vmax=255)
-        text = f"{labels[k]}" if predicted is None else f"true {labels[k]} / pred {predicted[k]}"
+        text = f"{labels[k]}" if predicted is None else f"true {labels[k]}\npred {predicted[k]}"
         ax.set_title(text, fontsize=8, color="black" if predicted is None else "firebrick")
     fig.suptitle(title)
     save_figure(fig, path_or_file)

@@ -147,6 +147,8 @@ def main(argv: Sequence[str]) -> int:
     print(f"wrote {model_dir}: {', '.join(training.OUTPUT_FILES)}, tensorboard/ "
           f"(best test accuracy {100 * results['best_test_accuracy']:.2f}%)")
     if FLAGS.export_base:
+        logging.set_verbosity(logging.WARNING)  # SavedModel writing logs each step at INFO
+        export.tf_logger_quiet()
         model = models.load_model(os.path.join(model_dir, "model.keras"))
         print(f"exported SavedModel {export.export_savedmodel(model, FLAGS.export_base)}")
     return 0
