@@ -236,6 +236,15 @@ def test_to_mnist_inverts_fits_20x20_and_centres_by_mass(test_images):
         predict.to_mnist(np.full((40, 40), 255.0))
 
 
+def _drawn_one(size=(90, 70)):
+    """A hand-drawn-like "1": a thick, slightly slanted dark stroke on a light page."""
+    page = np.full(size + (1,), 235.0)
+    for row in range(12, 80):
+        centre = 38 - (row - 12) * 0.12
+        page[row, int(centre) - 4:int(centre) + 4] = 20.0
+    return page
+
+
 def _confident_digits(model, images, labels, n=2):
     probs = keras_probabilities(model, images[:200])
     ok = [i for i in range(200) if probs[i].argmax() == labels[i] and probs[i].max() > 0.95]
@@ -250,18 +259,20 @@ def test_predict_cli_on_png_jpeg_inverted_and_corrupt_files(exported, smoke_mode
         "dark_on_light.png": (_on_a_page(images[a]), labels[a]),
         "colour.jpg": (_on_a_page(images[b], scale=4, at=(5, 60), colour=True), labels[b]),
         "white_on_black.png": (images[a][..., None], labels[a]),
+        "drawn_one.png": (_drawn_one(), 1),
     }
     for name, (pixels, _) in files.items():
         _write(tmp_path / name, pixels)
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     args = [str(tmp_path / n) for n in ("dark_on_light.png", "corrupt.png", "colour.jpg",
-                                        "missing.png", "white_on_black.png")]
+                                        "missing.png", "white_on_black.png", "drawn_one.png")]
     for model in (str(exported[0]), str(smoke_model[0] / "model.keras")):
         proc = run_module("predict", f"--model={model}", *args)
         assert proc.returncode == 1  # two files failed
         out = proc.stdout.splitlines()
-        assert [line.split(":")[0] for line in out] == [args[0], args[2], args[4]]
-        for line, name in zip(out, ("dark_on_light.png", "colour.jpg", "white_on_black.png")):
+        assert [line.split(":")[0] for line in out] == [args[0], args[2], args[4], args[5]]
+        for line, name in zip(out, ("dark_on_light.png", "colour.jpg", "white_on_black.png",
+                                    "drawn_one.png")):
             digit, p = line.split(": ")[1].split(" (p=")
             assert int(digit) == files[name][1] and 0.5 < float(p.rstrip(")")) <= 1.0, line
         errors = error_lines(proc.stderr)
