@@ -75,9 +75,9 @@ def create_strategy(collective_timeout: float) -> tf.distribute.MultiWorkerMirro
 
 
 def shard(images: np.ndarray, labels: np.ndarray, workers: int, index: int,
-          per_replica_batch: int) -> tuple[np.ndarray, np.ndarray]:
+          worker_batch: int) -> tuple[np.ndarray, np.ndarray]:
     """Worker `index`'s examples, trimmed to whole batches equal across workers."""
-    per_worker = (len(images) // workers) // per_replica_batch * per_replica_batch
+    per_worker = (len(images) // workers) // worker_batch * worker_batch
     return images[index::workers][:per_worker], labels[index::workers][:per_worker]
 
 
@@ -123,9 +123,9 @@ def train(config: training.TrainConfig, data, model_dir: str, strategy,
     precision = training.resolve_precision(config.precision)
     keras.mixed_precision.set_global_policy(precision)
     (x_train, y_train), (x_test, y_test) = training.select_examples(config, data)
-    per_replica = config.batch_size // replicas
-    my_x, my_y = shard(x_train, y_train, workers, index, per_replica * (replicas // workers))
-    steps = len(my_x) // (per_replica * (replicas // workers))
+    per_worker = config.batch_size // workers  # split again over the worker's own devices
+    my_x, my_y = shard(x_train, y_train, workers, index, per_worker)
+    steps = len(my_x) // per_worker
 
     work_dir = model_dir if chief else os.path.join(model_dir, f".worker-{index}")
     ckpt_dir = os.path.join(work_dir, training.BACKUP_DIR, CHECKPOINT_DIR)

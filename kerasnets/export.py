@@ -128,7 +128,7 @@ def main(argv: Sequence[str]) -> int:
     model_path = os.path.join(FLAGS.model_dir, "model.keras")
     try:
         model = models.load_model(model_path)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 -- any unreadable model: one line, not a traceback
         print(f"kerasnets-export: error: cannot load {model_path}: {e}", file=sys.stderr)
         return 1
     try:

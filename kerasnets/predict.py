@@ -149,7 +149,7 @@ def main(argv: Sequence[str]) -> int:
         raise app.UsageError("name at least one image file (PNG or JPEG)")
     try:
         classify = load_classifier(FLAGS.model)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 -- any unreadable model: one line, not a traceback
         print(f"kerasnets-predict: error: cannot load --model={FLAGS.model}: {e}", file=sys.stderr)
         return 1
     if FLAGS.top_k > 1:

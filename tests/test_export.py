@@ -301,3 +301,8 @@ def test_predict_refuses_a_model_that_is_not_one(tmp_path):
                            (tmp_path / "nope", "does not exist")):
         proc = run_module("predict", f"--model={model}", "x.png")
         assert proc.returncode == 1 and message in error_lines(proc.stderr)[0]
+    (tmp_path / "broken.keras").write_text("not a zip")
+    proc = run_module("predict", f"--model={tmp_path / 'broken.keras'}", "x.png")
+    assert proc.returncode == 1
+    assert error_lines(proc.stderr)[0].startswith(
+        f"kerasnets-predict: error: cannot load --model={tmp_path / 'broken.keras'}: ")
