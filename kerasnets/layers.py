@@ -14,7 +14,7 @@ batch variance (n / (n - 1) correction), as FusedBatchNormV3 — and PyTorch, th
 course's framework — do; Keras's own layer uses the biased one.
 
 It is registered as a Keras serializable ("kerasnets>FusedBatchNorm"), so
-`.keras` files load with safe_mode=True once kerasnets is imported
+`.keras` files load with safe_mode=True once this module is imported
 (`kerasnets.load_model` does that).
 """
 
