@@ -32,13 +32,19 @@ SEED_RECIPE = dict(optimizer="sgd", learning_rate=0.01, momentum=0.9, nesterov=F
 INFERENCE_BATCH_SIZES = (1, 32, 256)
 
 
+def _epochs_covering(batches: int, per_epoch: int) -> int:
+    """Epochs of the pipeline enough to draw `batches` batches (one spare)."""
+    return -(-batches // per_epoch) + 1
+
+
 def bench_input(mnist, batch_sizes: Sequence[int], steps: int, warmup: int = 10) -> list[dict]:
     """images/s of the training pipeline for every (augment, batch size)."""
     (x_train, y_train), _ = mnist
     results = []
     for augment in (None, pipeline.Augment()):
         for batch_size in batch_sizes:
-            epochs = -(-(warmup + steps) // pipeline.steps_per_epoch(len(x_train), batch_size)) + 1
+            epochs = _epochs_covering(warmup + steps,
+                                      pipeline.steps_per_epoch(len(x_train), batch_size))
             batches = iter(pipeline.train_dataset(x_train, y_train, batch_size, seed=0,
                                                   augment=augment, epochs=epochs))
             for _ in range(warmup):
@@ -70,9 +76,8 @@ def bench_train(mnist, model: str, batch_size: int, steps: int, warmup: int = 30
                                   steps_per_execution=steps_per_execution, **recipe)
     (x_train, y_train), _ = mnist
     per_epoch = pipeline.steps_per_epoch(len(x_train), batch_size)
-    augment = pipeline.Augment(config.rotation, config.shift) if config.augment else None
-    ds = pipeline.train_dataset(x_train, y_train, batch_size, augment=augment,
-                                epochs=-(-(warmup + steps) // per_epoch) + 1)
+    ds = pipeline.train_dataset(x_train, y_train, batch_size, augment=training.augmentation(config),
+                                epochs=_epochs_covering(warmup + steps, per_epoch))
     keras_model = training.create_model(config, per_epoch)
     keras_model.fit(ds, epochs=1, steps_per_epoch=warmup, verbose=0, shuffle=False)  # warm-up
     start = time.perf_counter()

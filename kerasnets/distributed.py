@@ -145,8 +145,7 @@ def train(config: training.TrainConfig, data, model_dir: str, strategy,
             f"(epoch {int(epochs_done.numpy())} of {config.epochs} done)")
     first_epoch = int(epochs_done.numpy())
 
-    augment = (pipeline.Augment(config.rotation, config.shift, config.scale)
-               if config.augment else None)
+    augment = training.augmentation(config)
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
         return pipeline.train_dataset(my_x, my_y, context.get_per_replica_batch_size(

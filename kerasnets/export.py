@@ -66,6 +66,17 @@ def tf_logger_quiet() -> None:
     tf.get_logger().setLevel("WARNING")
 
 
+def register_export_base_validator(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """--export_base (kerasnets-export and kerasnets-train) must be a place for versions."""
+
+    @flags.validator("export_base", flag_values=flag_values)
+    def _export_base_is_writable(value) -> bool:
+        problem = value and export_base_problem(value)
+        if problem:
+            raise flags.ValidationError(f"--export_base: {problem}")
+        return True
+
+
 def serving_archive(model):
     """A keras.export.ExportArchive whose serving_default takes uint8 [batch, 28, 28]."""
     import keras
@@ -151,13 +162,7 @@ def define_flags() -> None:
     flags.register_validator(
         "model_dir", lambda v: v is None or os.path.isfile(os.path.join(v, "model.keras")),
         "--model_dir must be a kerasnets-train run directory holding model.keras")
-
-    @flags.validator("export_base")
-    def _export_base_is_writable(value) -> bool:
-        problem = value and export_base_problem(value)
-        if problem:
-            raise flags.ValidationError(f"--export_base: {problem}")
-        return True
+    register_export_base_validator()
 
     @flags.multi_flags_validator(["export_base", "version"])
     def _version_is_new(values) -> bool:

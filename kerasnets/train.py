@@ -73,12 +73,7 @@ flags.register_validator("momentum", lambda v: 0 <= v < 1, "--momentum must be i
 
 
 
-@flags.validator("export_base")
-def _check_export_base(value) -> bool:
-    problem = value and export.export_base_problem(value)
-    if problem:
-        raise flags.ValidationError(f"--export_base: {problem}")
-    return True
+export.register_export_base_validator()
 
 
 @flags.multi_flags_validator(["model_dir", "overwrite"])

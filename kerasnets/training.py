@@ -128,6 +128,11 @@ def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray,
     return loss, float(np.mean(predicted == labels)), predicted
 
 
+def augmentation(config: TrainConfig) -> pipeline.Augment | None:
+    """The training-set augmentation of a run (None with --noaugment)."""
+    return pipeline.Augment(config.rotation, config.shift, config.scale) if config.augment else None
+
+
 def select_examples(config: TrainConfig, data):
     """load_mnist()'s arrays cut to --train_examples / --test_examples (0 = all)."""
     (x_train, y_train), (x_test, y_test) = data
@@ -237,7 +242,7 @@ def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] 
         else:
             model, history, first_epoch = create_model(config, steps), [], 0
 
-    augment = pipeline.Augment(config.rotation, config.shift, config.scale) if config.augment else None
+    augment = augmentation(config)
     train_ds, test_ds = pipeline.make_datasets(
         ((x_train, y_train), (x_test, y_test)), config.batch_size, config.seed, augment,
         first_epoch, config.epochs, config.deterministic)
