@@ -30,16 +30,23 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 @dataclasses.dataclass(frozen=True)
 class Augment:
-    """Random affine augmentation ranges (uniform): degrees, pixels, relative scale."""
+    """Random affine augmentation ranges (uniform): degrees, pixels, relative scale.
+
+    `until_epoch`: epochs from this one on (0-based) see clean images — a small
+    model fits the real digits better when the last epochs are not augmented
+    (docs/experiments.md); None augments every epoch.
+    """
 
     rotation: float = 10.0
     shift: float = 2.0
     scale: float = 0.0
+    until_epoch: int | None = None
 
     def __post_init__(self):
-        if not (0 <= self.rotation <= 180 and 0 <= self.shift <= 14 and 0 <= self.scale < 1):
+        if not (0 <= self.rotation <= 180 and 0 <= self.shift <= 14 and 0 <= self.scale < 1
+                and (self.until_epoch is None or self.until_epoch >= 0)):
             raise ValueError(f"augmentation out of range: {self} (rotation 0..180 degrees, "
-                             "shift 0..14 pixels, scale 0..<1)")
+                             "shift 0..14 pixels, scale 0..<1, until_epoch >= 0)")
 
 
 def affine_transforms(batch: tf.Tensor, augment: Augment, seed: tf.Tensor) -> tf.Tensor:
@@ -89,10 +96,13 @@ def train_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, seed:
         return batches.map(lambda i, idx: (e, i, idx))
 
     def load(e, i, idx):
-        batch = tf.gather(x, idx)
-        if augment is not None:
-            batch = augment_batch(batch, augment, tf.stack([seed * 1_000_003 + e, i]))
-        return batch, tf.gather(y, idx)
+        clean = tf.gather(x, idx)
+        if augment is None:
+            return clean, tf.gather(y, idx)
+        warp = lambda: augment_batch(clean, augment, tf.stack([seed * 1_000_003 + e, i]))  # noqa: E731
+        if augment.until_epoch is None:
+            return warp(), tf.gather(y, idx)
+        return tf.cond(e < augment.until_epoch, warp, lambda: clean), tf.gather(y, idx)
 
     options = tf.data.Options()
     options.deterministic = deterministic

@@ -42,6 +42,8 @@ flags.DEFINE_float("rotation", _D.rotation, "Max rotation in degrees (0..180).",
 flags.DEFINE_float("shift", _D.shift, "Max shift in pixels (0..14).", lower_bound=0.0, upper_bound=14.0)
 flags.DEFINE_float("scale", _D.scale, "Max relative scale change (0..0.5).", lower_bound=0.0,
                    upper_bound=0.5)
+flags.DEFINE_integer("clean_epochs", _D.clean_epochs, "With --augment: train the last N epochs "
+                     "on unaugmented images (0 = augment every epoch).", lower_bound=0)
 flags.DEFINE_enum("precision", _D.precision, list(training.PRECISIONS),
                   "auto = mixed_float16 on a GPU, float32 on CPU; the softmax is always float32.")
 flags.DEFINE_enum("strategy", _D.strategy, list(training.STRATEGIES),
@@ -74,6 +76,9 @@ flags.register_validator("momentum", lambda v: 0 <= v < 1, "--momentum must be i
 
 
 export.register_export_base_validator()
+flags.register_multi_flags_validator(
+    ["clean_epochs", "epochs"], lambda v: v["clean_epochs"] < v["epochs"],
+    "--clean_epochs must be smaller than --epochs (at least one epoch is augmented)")
 
 
 @flags.multi_flags_validator(["model_dir", "overwrite"])

@@ -56,6 +56,7 @@ class TrainConfig:
     rotation: float = 10.0
     shift: float = 2.0
     scale: float = 0.0
+    clean_epochs: int = 0  # the last N epochs train on unaugmented images
     precision: str = "auto"
     strategy: str = "auto"
     seed: int = 0
@@ -130,7 +131,10 @@ def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray,
 
 def augmentation(config: TrainConfig) -> pipeline.Augment | None:
     """The training-set augmentation of a run (None with --noaugment)."""
-    return pipeline.Augment(config.rotation, config.shift, config.scale) if config.augment else None
+    if not config.augment:
+        return None
+    return pipeline.Augment(config.rotation, config.shift, config.scale,
+                            until_epoch=config.epochs - config.clean_epochs if config.clean_epochs else None)
 
 
 def select_examples(config: TrainConfig, data):

@@ -67,6 +67,19 @@ def test_augmentation_changes_images_keeps_labels_and_is_seeded(tiny):
     np.testing.assert_array_equal(aug[0], again[0])
 
 
+def test_epochs_from_until_epoch_on_are_clean_and_earlier_ones_unchanged(tiny):
+    """Augmentation annealing: epochs 0..1 warped exactly as without until_epoch, epoch 2 clean."""
+    def run(augment):
+        return list(pipeline.train_dataset(*tiny, batch_size=N, seed=5, epochs=3,
+                                           augment=augment).as_numpy_iterator())
+    always, annealed, plain = run(pipeline.Augment()), run(pipeline.Augment(until_epoch=2)), run(None)
+    for epoch in (0, 1):
+        np.testing.assert_array_equal(annealed[epoch][0], always[epoch][0])
+        assert np.all(np.any(annealed[epoch][0] != plain[epoch][0], axis=(1, 2, 3)))
+    np.testing.assert_array_equal(annealed[2][0], plain[2][0])
+    np.testing.assert_array_equal(annealed[2][1], plain[2][1])
+
+
 def test_zero_augmentation_is_the_identity(tiny):
     x = tiny[0][:8, :, :, None]
     out = pipeline.augment_batch(x, pipeline.Augment(rotation=0, shift=0), np.array([1, 2]))

@@ -166,7 +166,9 @@ BAD_FLAGS = [
     ("--learning_rate=inf", "--learning_rate must be a finite number > 0"),
     ("--momentum=1", r"--momentum must be in \[0, 1\)"), ("--model=big", "--model"),
     ("--precision=float64", "--precision"), ("--strategy=tpu", "--strategy"),
-    ("--rotation=200", "--rotation"), ("--train_examples=60001", "--train_examples"),
+    ("--rotation=200", "--rotation"),
+    ("--clean_epochs=15", "--clean_epochs must be smaller than --epochs"),
+    ("--train_examples=60001", "--train_examples"),
     ("--export_base=setup.cfg", "--export_base: .*setup.cfg exists and is not a directory"),
 ]
 # kerasnets.train defines its flags on absl's global FLAGS, as toynet does (both
