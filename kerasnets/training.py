@@ -133,8 +133,8 @@ def augmentation(config: TrainConfig) -> pipeline.Augment | None:
     """The training-set augmentation of a run (None with --noaugment)."""
     if not config.augment:
         return None
-    return pipeline.Augment(config.rotation, config.shift, config.scale,
-                            until_epoch=config.epochs - config.clean_epochs if config.clean_epochs else None)
+    until_epoch = config.epochs - config.clean_epochs if config.clean_epochs else None
+    return pipeline.Augment(config.rotation, config.shift, config.scale, until_epoch)
 
 
 def select_examples(config: TrainConfig, data):

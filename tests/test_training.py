@@ -30,6 +30,16 @@ def test_parameter_counts():
         108 + 2592 + 5184 * 3 + 250 + 216, 216)
 
 
+@pytest.mark.parametrize("name, maps", [("default", [26, 24, 10, 8, 2]),
+                                         ("wide", [26, 24, 10, 8, 6])])
+def test_our_models_feature_map_sizes(name, maps):
+    """3x3 valid convs; a pool after the second conv and (default only) after the fourth."""
+    model = models.build_model(name)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [conv.output.shape[1] for conv in convs] == maps
+    assert model(np.zeros((2, 28, 28, 1), np.uint8)).shape == (2, 10)
+
+
 def test_seed_model_is_the_course_network_layer_by_layer():
     spec = []
     for layer in models.build_model("seed").layers:
