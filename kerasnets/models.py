@@ -67,14 +67,13 @@ def seed_model() -> keras.Sequential:
     ], name="seed")
 
 
-def five_block_model(widths: tuple[int, int, int, int, int], name: str,
-                     second_pool: bool = True) -> keras.Sequential:
-    """Our design: five conv-BN-ReLU blocks, max-pooling, GAP, one small dense.
+def five_block_model(widths: tuple[int, int, int, int, int], name: str) -> keras.Sequential:
+    """Our design: five conv-BN-ReLU blocks, two max-pools, GAP, one small dense.
 
-    `second_pool` (before the last block) lets each of the last block's features
-    see 24x24 pixels, the whole digit, instead of 18x18. It gained `default`
-    0.03-0.09 % test accuracy at the same parameters (docs/experiments.md, runs
-    49-50) but not `wide` (runs 51-52, 59), which keeps 6x6 maps in its last block.
+    The second pool (before the last block) lets each of the last block's features
+    see 24x24 pixels, the whole digit, instead of 18x18: at the same parameters it
+    gained `default` 0.03-0.09 % test accuracy, and `wide` its best runs (with peak
+    lr 0.2) — docs/experiments.md, runs 49-50 and 66.
     """
     c1, c2, c3, c4, c5 = widths
     return keras.Sequential([
@@ -85,8 +84,8 @@ def five_block_model(widths: tuple[int, int, int, int, int], name: str,
         layers.MaxPooling2D(2),                  # 12x12, 6
         *conv_bn_relu(c3),                       # 10x10, 10
         *conv_bn_relu(c4),                       # 8x8, 14
-        *([layers.MaxPooling2D(2)] if second_pool else []),  # 4x4, 16
-        *conv_bn_relu(c5),                       # 2x2 and 24 (6x6 and 18 without the pool)
+        layers.MaxPooling2D(2),                  # 4x4, 16
+        *conv_bn_relu(c5),                       # 2x2, 24
         layers.GlobalAveragePooling2D(),
         layers.Dense(10),
         probabilities(),
@@ -99,8 +98,8 @@ def default_model() -> keras.Sequential:
 
 
 def wide_model() -> keras.Sequential:
-    """default's design at 1.5x the width, one pool: 18,718 trainable parameters."""
-    return five_block_model((12, 24, 24, 24, 24), "wide", second_pool=False)
+    """default's design at 1.5x the width: 18,718 trainable parameters."""
+    return five_block_model((12, 24, 24, 24, 24), "wide")
 
 
 BUILDERS = {"seed": seed_model, "default": default_model, "wide": wide_model}
