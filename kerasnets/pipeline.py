@@ -96,13 +96,13 @@ def train_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, seed:
         return batches.map(lambda i, idx: (e, i, idx))
 
     def load(e, i, idx):
-        clean = tf.gather(x, idx)
+        images, labels = tf.gather(x, idx), tf.gather(y, idx)
         if augment is None:
-            return clean, tf.gather(y, idx)
-        warp = lambda: augment_batch(clean, augment, tf.stack([seed * 1_000_003 + e, i]))  # noqa: E731
+            return images, labels
+        warp = lambda: augment_batch(images, augment, tf.stack([seed * 1_000_003 + e, i]))  # noqa: E731
         if augment.until_epoch is None:
-            return warp(), tf.gather(y, idx)
-        return tf.cond(e < augment.until_epoch, warp, lambda: clean), tf.gather(y, idx)
+            return warp(), labels
+        return tf.cond(e < augment.until_epoch, warp, lambda: images), labels
 
     options = tf.data.Options()
     options.deterministic = deterministic

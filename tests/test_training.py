@@ -274,5 +274,5 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(real_mnist, tmp_path):
     results = json.loads(proc.stdout.splitlines()[-1])
     assert results["strategy"] == "MirroredStrategy" and results["replicas"] == 2
     assert results["train_loss"][1] < results["train_loss"][0]
-    assert results["final_test_accuracy"] > 0.5  # measured 0.74 (chance: 0.10)
+    assert results["final_test_accuracy"] > 0.75  # measured 0.90 (chance: 0.10)
     assert keras.saving.load_model(tmp_path / "model.keras").count_params() == 7826 + 136
