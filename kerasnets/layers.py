@@ -21,7 +21,6 @@ It is registered as a Keras serializable ("kerasnets>FusedBatchNorm"), so
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="kerasnets")
@@ -42,6 +41,8 @@ class FusedBatchNorm(keras.layers.BatchNormalization):
                 or self.synchronized or rank not in (2, 4) or self.axis % rank != rank - 1
                 or not (self.scale and self.center)):
             return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf  # only on the TensorFlow backend: the models also load on JAX/torch
+
         x = tf.cast(inputs, tf.float32)  # as Keras does: statistics in float32 under mixed precision
         if rank == 2:
             x = x[:, None, None, :]

@@ -1,6 +1,6 @@
 """Training the MNIST convnets: small functions over one TrainConfig, in flax's style.
 
-  create_model(config, steps_per_epoch)   build + compile (optimizer, schedule, loss)
+  create_model(config, steps_per_epoch)   build + compile (kerasnets.recipe)
   train(config, data, model_dir)          fit with resume, NaN guard, outputs
   evaluate(model, images, labels)         loss, accuracy, predictions
 
@@ -28,43 +28,12 @@ import numpy as np
 import tensorflow as tf
 
 from kerasnets import fileio, models, pipeline
+from kerasnets.recipe import (  # noqa: F401  (the run's definition, re-exported: training.TrainConfig)
+    OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, TrainConfig, create_model, select_examples)
 
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("auto", "default", "mirrored", "multiworker")  # multiworker: kerasnets.distributed
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("constant", "cosine")
 BACKUP_DIR = "backup"
 OUTPUT_FILES = ("model.keras", "history.csv", "results.json", "curves.png",
                 "misclassified.png", "confusion.png")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a run (the flags of kerasnets-train, as plain values)."""
-
-    model: str = "default"
-    epochs: int = 15
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    learning_rate: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    warmup_epochs: float = 1.0
-    augment: bool = True
-    rotation: float = 10.0
-    shift: float = 2.0
-    scale: float = 0.0
-    clean_epochs: int = 0  # the last N epochs train on unaugmented images
-    precision: str = "auto"
-    strategy: str = "auto"
-    seed: int = 0
-    deterministic: bool = False
-    steps_per_execution: int = 1  # batches per tf.function call (fewer Python round trips)
-    intra_op_threads: int = 0     # threads per op; 0 = TensorFlow's default (all cores)
-    train_examples: int = 0  # 0 = all 60,000
-    test_examples: int = 0   # 0 = all 10,000
 
 
 class NanLossError(RuntimeError):
@@ -99,27 +68,6 @@ def device_description() -> str:
     return f"CPU ({os.cpu_count()} cores)"
 
 
-def create_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
-    """A compiled model: the named architecture, optimizer, schedule and loss."""
-    model = models.build_model(config.model)
-    lr = config.learning_rate
-    if config.schedule == "cosine":
-        warmup = int(round(config.warmup_epochs * steps_per_epoch))
-        total = config.epochs * steps_per_epoch
-        # Linear warm-up from lr/10 to lr, then cosine decay to 0 (built in: loads safely).
-        lr = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=config.learning_rate / 10, warmup_target=config.learning_rate,
-            warmup_steps=warmup, decay_steps=max(1, total - warmup), alpha=0.0)
-    if config.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0,
-                                         weight_decay=config.weight_decay or None)
-    else:
-        optimizer = keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], steps_per_execution=config.steps_per_execution)
-    return model
-
-
 def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray,
              batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
     """(mean loss, accuracy, predicted classes) of `model` on the given examples."""
@@ -135,13 +83,6 @@ def augmentation(config: TrainConfig) -> pipeline.Augment | None:
         return None
     until_epoch = config.epochs - config.clean_epochs if config.clean_epochs else None
     return pipeline.Augment(config.rotation, config.shift, config.scale, until_epoch)
-
-
-def select_examples(config: TrainConfig, data):
-    """load_mnist()'s arrays cut to --train_examples / --test_examples (0 = all)."""
-    (x_train, y_train), (x_test, y_test) = data
-    n_train, n_test = config.train_examples or len(x_train), config.test_examples or len(x_test)
-    return (x_train[:n_train], y_train[:n_train]), (x_test[:n_test], y_test[:n_test])
 
 
 def course_line(loss: float, correct: int, total: int) -> str:

@@ -25,9 +25,10 @@ def test_parameter_counts():
     # BatchNorm gamma/beta 2·(8+16+16+16+12); its moving mean/variance are the 136 more.
     assert models.count_params(models.build_model("default")) == (
         72 + 1152 + 2304 * 2 + 1728 + 130 + 136, 136)
-    # wide: the same at 1.5x: 1·12·9 + 12·24·9 + 24·24·9 ·3, dense 24·10 + 10, BN 2·108
+    # wide: the same at 1.5x, last block 28: 1·12·9 + 12·24·9 + 24·24·9 ·2 + 24·28·9,
+    # dense 28·10 + 10, BatchNorm 2·(12+24+24+24+28)
     assert models.count_params(models.build_model("wide")) == (
-        108 + 2592 + 5184 * 3 + 250 + 216, 216)
+        108 + 2592 + 5184 * 2 + 6048 + 290 + 224, 224)
 
 
 @pytest.mark.parametrize("name", ["default", "wide"])
