@@ -14,7 +14,9 @@ the same output-to-input affine maps about the image centre, bilinear sampling
 with zero fill, rounding back to uint8 — kerasnets.pipeline) is one jitted JAX
 call over the whole training set on the accelerator, and each epoch is a fresh
 seeded permutation. The random draws differ from TensorFlow's, so a run here is
-another draw of the same recipe, not a replay of a CPU run.
+another draw of the same recipe, not a replay of a CPU run. The TensorFlow-only
+flags (--strategy, --deterministic, --intra_op_threads) are accepted, so the
+flagfiles read unchanged, and ignored.
 
 Prints the course's line per epoch with its seconds; the last line is JSON
 (model, parameters, precision, device, seconds_per_epoch, test_accuracy, ...).
