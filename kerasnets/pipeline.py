@@ -64,13 +64,19 @@ def affine_transforms(batch: tf.Tensor, augment: Augment, seed: tf.Tensor) -> tf
                      -sin, cos, c + sin * cx - cos * cy, zeros, zeros], axis=1)
 
 
-def augment_batch(images: tf.Tensor, augment: Augment, seed: tf.Tensor) -> tf.Tensor:
-    """Randomly rotates, shifts (and scales) a uint8 batch [n, 28, 28, 1]; returns uint8."""
+def warp(images: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
+    """A uint8 batch [n, 28, 28, 1] through [n, 8] output→input pixel maps: bilinear
+    sampling, zero outside the image, rounded back to uint8."""
     warped = tf.raw_ops.ImageProjectiveTransformV3(
-        images=tf.cast(images, tf.float32), transforms=affine_transforms(images, augment, seed),
+        images=tf.cast(images, tf.float32), transforms=transforms,
         output_shape=tf.shape(images)[1:3], fill_value=0.0, interpolation="BILINEAR",
         fill_mode="CONSTANT")
     return tf.cast(tf.clip_by_value(tf.round(warped), 0, 255), tf.uint8)
+
+
+def augment_batch(images: tf.Tensor, augment: Augment, seed: tf.Tensor) -> tf.Tensor:
+    """Randomly rotates, shifts (and scales) a uint8 batch [n, 28, 28, 1]; returns uint8."""
+    return warp(images, affine_transforms(images, augment, seed))
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
