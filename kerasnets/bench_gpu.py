@@ -134,9 +134,8 @@ class EpochLog(keras.callbacks.Callback):
                               train_accuracy=logs["accuracy"], test_loss=logs["val_loss"],
                               test_accuracy=logs["val_accuracy"]))
         correct = int(round(logs["val_accuracy"] * self.test_size))
-        print(f"epoch {epoch + 1}: {seconds:.2f} s  Test set: Average loss: {logs['val_loss']:.4f}, "
-              f"Accuracy: {correct}/{self.test_size} ({100 * correct / self.test_size:.2f}%)",
-              flush=True)
+        print(f"epoch {epoch + 1}: {seconds:.2f} s  "
+              f"{recipe.course_line(logs['val_loss'], correct, self.test_size)}", flush=True)
 
 
 def train(config: recipe.TrainConfig, mnist) -> dict:
@@ -150,8 +149,7 @@ def train(config: recipe.TrainConfig, mnist) -> dict:
         precision = "mixed_float16" if accelerated else "float32"
     keras.mixed_precision.set_global_policy(precision)
     (x_train, y_train), (x_test, y_test) = recipe.select_examples(config, mnist)
-    until_epoch = config.epochs - config.clean_epochs if config.augment else 0
-    train_data = EpochData(x_train, y_train, config, until_epoch)
+    train_data = EpochData(x_train, y_train, config, recipe.augmented_epochs(config))
     model = recipe.create_model(config, len(train_data))
     log = EpochLog(len(x_test))
     model.fit(train_data, epochs=config.epochs, validation_data=(x_test[..., None], y_test),
@@ -165,8 +163,7 @@ def train(config: recipe.TrainConfig, mnist) -> dict:
         seconds_per_epoch=[round(r["seconds"], 3) for r in log.rows],
         median_seconds_per_epoch_after_first=float(np.median([r["seconds"] for r in log.rows[1:]]))
         if len(log.rows) > 1 else None,
-        test_accuracy=test_acc, first_epoch_at_99_4=next(
-            (i + 1 for i, a in enumerate(test_acc) if a >= 0.994), None),
+        test_accuracy=test_acc, first_epoch_at_99_4=recipe.first_epoch_at(test_acc, 0.994),
         best_test_accuracy=max(test_acc), last3=test_acc[-3:], flags=dataclasses.asdict(config))
 
 

@@ -139,3 +139,20 @@ def select_examples(config: TrainConfig, data):
     (x_train, y_train), (x_test, y_test) = data
     n_train, n_test = config.train_examples or len(x_train), config.test_examples or len(x_test)
     return (x_train[:n_train], y_train[:n_train]), (x_test[:n_test], y_test[:n_test])
+
+
+def augmented_epochs(config: TrainConfig) -> int:
+    """How many epochs, from the first, train on augmented images: all but the last
+    --clean_epochs (0 with --noaugment)."""
+    return config.epochs - config.clean_epochs if config.augment else 0
+
+
+def course_line(loss: float, correct: int, total: int) -> str:
+    """The course's per-epoch line."""
+    return (f"Test set: Average loss: {loss:.4f}, Accuracy: {correct}/{total} "
+            f"({100.0 * correct / total:.2f}%)")
+
+
+def first_epoch_at(test_accuracies: list[float], level: float) -> int | None:
+    """The first epoch (1-based) whose test accuracy reaches `level`, else None."""
+    return next((epoch for epoch, a in enumerate(test_accuracies, 1) if a >= level), None)

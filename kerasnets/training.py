@@ -29,7 +29,8 @@ import tensorflow as tf
 
 from kerasnets import fileio, models, pipeline
 from kerasnets.recipe import (  # noqa: F401  (the run's definition, re-exported: training.TrainConfig)
-    OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, TrainConfig, create_model, select_examples)
+    OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, TrainConfig, augmented_epochs, course_line,
+    create_model, first_epoch_at, select_examples)
 
 BACKUP_DIR = "backup"
 OUTPUT_FILES = ("model.keras", "history.csv", "results.json", "curves.png",
@@ -81,14 +82,8 @@ def augmentation(config: TrainConfig) -> pipeline.Augment | None:
     """The training-set augmentation of a run (None with --noaugment)."""
     if not config.augment:
         return None
-    until_epoch = config.epochs - config.clean_epochs if config.clean_epochs else None
+    until_epoch = augmented_epochs(config) if config.clean_epochs else None
     return pipeline.Augment(config.rotation, config.shift, config.scale, until_epoch)
-
-
-def course_line(loss: float, correct: int, total: int) -> str:
-    """The course's per-epoch line."""
-    return (f"Test set: Average loss: {loss:.4f}, Accuracy: {correct}/{total} "
-            f"({100.0 * correct / total:.2f}%)")
 
 
 # --- resume state -------------------------------------------------------------------
@@ -222,7 +217,7 @@ def results_dict(config: TrainConfig, model: keras.Model, history: list[dict], t
     """What results.json holds: per-epoch lists, the final model's scores, how it ran."""
     trainable, frozen = models.count_params(model)
     test_accs = [h["test_accuracy"] for h in history]
-    first_994 = next((h["epoch"] for h in history if h["test_accuracy"] >= 0.994), None)
+    first_994 = first_epoch_at(test_accs, 0.994)
     return dict(
         model=config.model, trainable_params=trainable, total_params=trainable + frozen,
         epochs=len(history), test_accuracy=test_accs,
