@@ -210,6 +210,32 @@ def test_bad_flags_are_refused(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def parse_flagfile(name: str):
+    """flags/NAME.flags through kerasnets-train's own flags and validators, as a TrainConfig."""
+    from absl import flags
+    from kerasnets import recipe
+    flag_values = flags.FlagValues()
+    recipe.define_flags(flag_values)
+    flag_values(["kerasnets-train", f"--flagfile={os.path.join(REPO, 'flags', name + '.flags')}"])
+    return recipe.config_from_flags(flag_values)
+
+
+def test_the_seed_flagfile_is_the_courses_recipe():
+    c = parse_flagfile("seed")
+    assert (c.model, c.epochs, c.batch_size, c.optimizer, c.learning_rate, c.momentum,
+            c.nesterov, c.schedule, c.augment) == ("seed", 19, 32, "sgd", 0.01, 0.9, False,
+                                                   "constant", False)
+    assert c.deterministic  # README's row is reproduced exactly by its command
+
+
+@pytest.mark.parametrize("name", ["default", "wide"])
+def test_our_flagfiles_keep_the_training_issues_limits(name):
+    """At most 15 epochs; augmented but for the last three; reproducible."""
+    c = parse_flagfile(name)
+    assert (c.model, c.augment, c.clean_epochs, c.deterministic) == (name, True, 3, True)
+    assert c.epochs <= 15
+
+
 def test_a_finished_run_is_not_overwritten_without_overwrite(smoke_run):
     model_dir, _, _ = smoke_run
     before = (model_dir / "results.json").read_bytes()
