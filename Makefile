@@ -8,8 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test venv clean toynet
 
 run: $(STAMP)
-	$(BIN)/kerasnets-train --flagfile=flags/default.flags --model_dir=runs/default --overwrite \
-		--export_base=savedmodels/mnist
+	$(BIN)/kerasnets-train --flagfile=flags/default.flags --model_dir=runs/default --overwrite --export_base=savedmodels/mnist
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -3,10 +3,11 @@ r"""GPU figures without TensorFlow: the flagfile recipes trained on Keras's JAX 
   KERAS_BACKEND=jax python -m kerasnets.bench_gpu --flagfile=flags/default.flags \
       --precision=mixed_float16
 
-Why this exists: the GPU machine this project is lent (README, "On a GPU") is
-offline and takes at most 64 MiB of carried files, while TensorFlow's wheel
-alone is 573 MB and its GPU build needs CUDA 12 libraries (the machine has
-CUDA 13), so kerasnets-train (tf.data, tf.distribute) cannot run there. Keras 3 runs the very
+Why this exists: a GPU machine may have Keras and JAX but no way to install
+TensorFlow's GPU build (the NVIDIA H100/H200 machines our GPU figures come from
+are offline, take at most 64 MiB of extra files, and have CUDA 13, while
+TensorFlow's wheel alone is 573 MB and its GPU build needs CUDA 12 libraries),
+so kerasnets-train (tf.data, tf.distribute) cannot run there. Keras 3 runs the very
 same models (kerasnets.models) and compiled recipe (kerasnets.recipe: optimizer,
 schedule, loss) on JAX, which that machine has. Only the input pipeline is
 re-expressed: each epoch's augmentation (the same uniform rotation and shift,

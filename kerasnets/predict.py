@@ -3,9 +3,10 @@
     kerasnets-predict --model=savedmodels/mnist/1 digit.png photo.jpg
     kerasnets-predict --model=runs/default/model.keras --top_k=3 *.png
 
-Any PNG or JPEG (any size, colour or grey, with or without alpha) is decoded
-with tf.io and brought to MNIST's form the way the dataset itself was made:
-white digit on black (inverted when the image is dark on light), the digit's
+Any PNG, JPEG, GIF or BMP (colour or grey, with or without alpha, up to
+MAX_PIXELS: the size is read from the file header before decoding) is decoded
+with tf.io and brought to MNIST's form the way the dataset itself was made: white
+digit on black (inverted when the image is dark on light), the digit's
 bounding box scaled to fit 20x20 with its aspect ratio kept, then placed in a
 28x28 field so that its centre of mass is at the centre.
 
@@ -16,6 +17,7 @@ files are still predicted, and the exit status is 1 if any file failed.
 from __future__ import annotations
 
 import os
+import struct
 import sys
 from typing import Callable, Sequence
 
@@ -26,32 +28,90 @@ BOX = 20       # MNIST digits fit a 20x20 box ...
 FIELD = 28     # ... in a 28x28 field with their centre of mass at pixel (14, 14)
 CENTRE = 14.0  # (measured: the mean over MNIST's training images is 13.996, 14.004)
 INK = 0.2      # pixels above this fraction of the brightest one count as the digit
+MAX_PIXELS = 40_000_000   # larger images are refused before decoding (a 40 MP grey image
+                          # decodes to 160 MB of float32; a forged header could claim far more)
+JPEG_HEADER_BYTES = 1 << 16  # where a JPEG's frame header is looked for (after its metadata)
 
 
 class ImageError(ValueError):
     """An image file that cannot be read as a digit."""
 
 
-def load_image(path: str) -> np.ndarray:
-    """The file as float32 grey pixels 0..255, shape [height, width] (alpha composited on white)."""
+def image_size(header: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first bytes of a PNG, GIF, BMP or JPEG file, without decoding.
+
+    None when the format is not recognised (the decoder then says so). For JPEG the
+    dimensions are in the first frame header (SOFn), after any metadata segments.
+    """
+    if header.startswith(b"\x89PNG\r\n\x1a\n") and header[12:16] == b"IHDR":
+        return struct.unpack(">II", header[16:24])
+    if header[:6] in (b"GIF87a", b"GIF89a"):
+        return struct.unpack("<HH", header[6:10])
+    if header.startswith(b"BM") and len(header) >= 26:
+        width, height = struct.unpack("<ii", header[18:26])
+        return abs(width), abs(height)
+    if header.startswith(b"\xff\xd8"):
+        return _jpeg_size(header)
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    at = 2
+    while at + 9 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+            at += 2
+            continue
+        length = struct.unpack(">H", data[at + 2:at + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+            height, width = struct.unpack(">HH", data[at + 5:at + 9])
+            return width, height
+        at += 2 + length
+    return None
+
+
+def load_image(path: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """The file as float32 grey pixels 0..255, shape [height, width] (alpha composited on white).
+
+    The dimensions are read from the file's header first: an image of more than
+    `max_pixels` pixels is refused before anything is decoded (a small file can
+    claim gigapixels and would exhaust memory when decoded).
+    """
     import tensorflow as tf
 
-    if not tf.io.gfile.exists(path):
+    if os.path.isdir(path):
+        raise ImageError("is a directory, not an image file")
+    if not os.path.exists(path):
         raise ImageError("no such file")
     try:
-        raw = tf.io.read_file(path)
-    except tf.errors.OpError as e:
-        raise ImageError(f"cannot read ({type(e).__name__})") from None
+        with open(path, "rb") as f:
+            header = f.read(JPEG_HEADER_BYTES)
+            _check_size(image_size(header), max_pixels)
+            raw = header + f.read()
+    except OSError as e:
+        raise ImageError(f"cannot read ({e.strerror or type(e).__name__})") from None
     try:
         image = tf.io.decode_image(raw, expand_animations=False, dtype=tf.float32)
     except (tf.errors.InvalidArgumentError, ValueError):
         raise ImageError("cannot decode: not a PNG, JPEG, GIF or BMP image, or corrupt") from None
+    _check_size((image.shape[1], image.shape[0]), max_pixels)  # a format not read above
     if image.shape[-1] in (2, 4):  # with alpha: composite onto a white page
         alpha = image[..., -1:]
         image = image[..., :-1] * alpha + (1.0 - alpha)
     if image.shape[-1] == 3:
         image = tf.image.rgb_to_grayscale(image)
     return image[..., 0].numpy() * 255.0
+
+
+def _check_size(size: tuple[int, int] | None, max_pixels: int) -> None:
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ImageError(f"{size[0]}x{size[1]} pixels is over the limit of {max_pixels:,} "
+                         f"({max_pixels / 1e6:g} megapixels); scale the image down")
 
 
 def to_mnist(grey: np.ndarray) -> np.ndarray:
@@ -96,10 +156,16 @@ def load_classifier(path: str) -> Callable[[np.ndarray], np.ndarray]:
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "saved_model.pb")):
         path = export.latest_version_dir(path) or path
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        serve = tf.saved_model.load(path).signatures[export.SIGNATURE]
+        signatures = tf.saved_model.load(path).signatures
+        problem = export.signature_problem(signatures)
+        if problem:
+            raise models.NotAnMnistModelError(f"{path} is not a kerasnets SavedModel: {problem}")
+        serve = signatures[export.SIGNATURE]
         return lambda images: serve(**{export.INPUT_NAME: tf.constant(images)})["probabilities"].numpy()
     model = models.load_model(path, compile=False)
-    return lambda images: np.asarray(model(images[..., None], training=False), np.float32)
+    channel = models.add_channel_axis(model)
+    return lambda images: np.asarray(
+        model(images[..., None] if channel else images, training=False), np.float32)
 
 
 def model_problem(path: str) -> str | None:
@@ -147,8 +213,13 @@ def main(argv: Sequence[str]) -> int:
     paths = argv[1:]
     if not paths:
         raise app.UsageError("name at least one image file (PNG or JPEG)")
+    from kerasnets import models
+
     try:
         classify = load_classifier(FLAGS.model)
+    except models.NotAnMnistModelError as e:
+        print(f"kerasnets-predict: error: --model: {e}", file=sys.stderr)
+        return 1
     except Exception as e:  # noqa: BLE001 -- any unreadable model: one line, not a traceback
         print(f"kerasnets-predict: error: cannot load --model={FLAGS.model}: {e}", file=sys.stderr)
         return 1

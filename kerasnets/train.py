@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from typing import Sequence
 
 from absl import app, flags, logging
@@ -49,40 +50,60 @@ def main(argv: Sequence[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = recipe.config_from_flags()
-    strategy = None
+    model_dir = os.path.abspath(FLAGS.model_dir)
+    lock_dir, cluster = model_dir, None
     if config.strategy == "multiworker":
         from kerasnets import distributed
         try:
-            workers, index = distributed.cluster_spec()
+            cluster = distributed.cluster_spec()
         except ValueError as e:
             print(f"kerasnets-train: error: {e}", file=sys.stderr)
             return 1
+        if cluster[1]:  # a non-chief worker works in its own subdirectory
+            lock_dir = os.path.join(model_dir, f".worker-{cluster[1]}")
+    owner = f"kerasnets-train (started {time.strftime('%Y-%m-%d %H:%M:%S')})"
+    try:
+        with fileio.exclusive_directory(lock_dir, owner, training.LOCK_FILE):
+            return train_into(config, model_dir, cluster, FLAGS.data_dir, FLAGS.mnist_path,
+                              FLAGS.overwrite, FLAGS.export_base, FLAGS.collective_timeout)
+    except fileio.DirectoryInUseError as e:
+        print(f"kerasnets-train: error: --model_dir: {e}", file=sys.stderr)
+        return 1
+
+
+def train_into(config: recipe.TrainConfig, model_dir: str, cluster: tuple[int, int] | None,
+               data_dir: str | None, mnist_path: str | None, overwrite: bool,
+               export_base: str | None, collective_timeout: float) -> int:
+    """The run behind kerasnets-train, once --model_dir is locked; returns the exit status."""
+    strategy = None
+    if cluster is not None:
+        from kerasnets import distributed
         # Before TensorFlow runs anything else: the collectives are set up at start-up.
         logging.set_verbosity(logging.WARNING)  # one INFO line per collective otherwise
         distributed.tf.get_logger().setLevel("WARNING")
         training.set_threads(config.intra_op_threads)
-        strategy = distributed.create_strategy(FLAGS.collective_timeout)
+        strategy = distributed.create_strategy(collective_timeout)
     try:
-        mnist = data.load_mnist(FLAGS.data_dir, FLAGS.mnist_path)
+        mnist, source = data.resolve_mnist(data_dir, mnist_path)
     except data.MnistDataError as e:
         print(f"kerasnets-train: error: {e}", file=sys.stderr)
         return 1
-    model_dir = os.path.abspath(FLAGS.model_dir)
-    if FLAGS.overwrite and os.path.isfile(os.path.join(model_dir, "results.json")):
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    log(f"MNIST: {source}")
+    if overwrite and os.path.isfile(os.path.join(model_dir, "results.json")):
         for name in training.OUTPUT_FILES + ("tensorboard", training.BACKUP_DIR):
             path = os.path.join(model_dir, name)
             if os.path.isdir(path):
                 shutil.rmtree(path)
             elif os.path.exists(path):
                 os.remove(path)
-    os.makedirs(model_dir, exist_ok=True)
-    log = lambda line: print(line, flush=True)  # noqa: E731
     try:
         if strategy is None:
             results = training.train(config, mnist, model_dir, log=log)
         else:
             results = distributed.train(config, mnist, model_dir, strategy, log=log)
             if results is None:
+                workers, index = cluster
                 print(f"worker {index} of {workers}: done (the chief, worker 0, wrote the outputs)")
                 return 0
     except (training.NanLossError, ValueError) as e:
@@ -93,11 +114,11 @@ def main(argv: Sequence[str]) -> int:
         return 2
     print(f"wrote {model_dir}: {', '.join(training.OUTPUT_FILES)}, tensorboard/ "
           f"(best test accuracy {100 * results['best_test_accuracy']:.2f}%)")
-    if FLAGS.export_base:
+    if export_base:
         logging.set_verbosity(logging.WARNING)  # SavedModel writing logs each step at INFO
         export.tf_logger_quiet()
         model = models.load_model(os.path.join(model_dir, "model.keras"))
-        print(f"exported SavedModel {export.export_savedmodel(model, FLAGS.export_base)}")
+        print(f"exported SavedModel {export.export_savedmodel(model, export_base)}")
     return 0
 
 

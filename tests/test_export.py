@@ -119,7 +119,7 @@ def test_export_never_overwrites_a_version(exported, tmp_path):
     base, first, _ = exported
     before = sorted(os.listdir(os.path.join(first, "variables")))
     with pytest.raises(FileExistsError):
-        export.export_savedmodel(keras.Sequential([keras.Input((28, 28, 1))]), str(base), version=1)
+        export.export_savedmodel(models.build_model("default"), str(base), version=1)
     assert sorted(os.listdir(os.path.join(first, "variables"))) == before
 
 
@@ -307,3 +307,197 @@ def test_predict_refuses_a_model_that_is_not_one(tmp_path):
     assert proc.returncode == 1
     assert error_lines(proc.stderr)[0].startswith(
         f"kerasnets-predict: error: cannot load --model={tmp_path / 'broken.keras'}: ")
+
+
+# --- models that are not MNIST models --------------------------------------------------
+
+FOREIGN_LINE = ("is not an MNIST model: its input is (batch, 32, 32, 3) and its output "
+                "(batch, 5); kerasnets needs input (batch, 28, 28, 1) or (batch, 28, 28) and "
+                "output (batch, 10)")
+
+
+@pytest.fixture(scope="module")
+def foreign_model_dir(tmp_path_factory):
+    """A run directory whose model.keras takes 32x32 colour images and outputs 5 classes."""
+    model_dir = tmp_path_factory.mktemp("foreign")
+    keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                      keras.layers.Dense(5, activation="softmax")]).save(model_dir / "model.keras")
+    return model_dir
+
+
+def test_load_model_refuses_a_foreign_model_in_one_line(foreign_model_dir):
+    path = str(foreign_model_dir / "model.keras")
+    with pytest.raises(models.NotAnMnistModelError) as e:
+        kerasnets.load_model(path)
+    assert str(e.value) == f"{path} {FOREIGN_LINE}"
+
+
+def test_export_and_predict_refuse_a_foreign_model_and_write_nothing(foreign_model_dir, tmp_path):
+    base = tmp_path / "savedmodels"
+    path = foreign_model_dir / "model.keras"
+    proc = run_module("export", f"--model_dir={foreign_model_dir}", f"--export_base={base}")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert error_lines(proc.stderr) == [f"kerasnets-export: error: {path} {FOREIGN_LINE}"]
+    assert not base.exists()
+    with pytest.raises(models.NotAnMnistModelError):  # the API refuses before writing, too
+        export.export_savedmodel(keras.saving.load_model(path), str(base))
+    assert not base.exists()
+    proc = run_module("predict", f"--model={path}", "digit.png")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert error_lines(proc.stderr) == [f"kerasnets-predict: error: --model: {path} {FOREIGN_LINE}"]
+
+
+def test_predict_refuses_a_savedmodel_without_the_mnist_signature(tmp_path):
+    module = tf.Module()
+    module.double = tf.function(lambda x: {"y": 2.0 * x},
+                                input_signature=[tf.TensorSpec([None, 5], tf.float32, name="x")])
+    tf.saved_model.save(module, str(tmp_path / "other" / "1"),
+                        signatures={"serving_default": module.double})
+    proc = run_module("predict", f"--model={tmp_path / 'other'}", "digit.png")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert error_lines(proc.stderr) == [
+        f"kerasnets-predict: error: --model: {tmp_path / 'other' / '1'} is not a kerasnets "
+        "SavedModel: serving_default takes x float32 [None, 5] and returns y float32 [None, 5]; "
+        "needed: images uint8 [None, 28, 28] -> probabilities float32 [None, 10]"]
+
+
+def test_a_model_without_a_channel_axis_is_an_mnist_model_too(test_images, tmp_path):
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    path = export.export_savedmodel(model, str(tmp_path / "base"))
+    images = test_images[0][:5]
+    served = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(images))
+    np.testing.assert_allclose(served["probabilities"].numpy(), model.predict(images, verbose=0),
+                               atol=PROB_ATOL)
+
+
+# --- two exports at once ------------------------------------------------------------------
+
+def test_two_exports_at_once_get_two_versions(smoke_run, tmp_path):
+    base = tmp_path / "mnist"
+    procs = [subprocess.Popen([sys.executable, "-m", "kerasnets.export",
+                               f"--model_dir={smoke_run[0]}", f"--export_base={base}"],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    try:
+        outputs = [p.communicate(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+    written = sorted(re.search(r" to (\S+) \(signature", out).group(1) for out, _ in outputs)
+    assert written == [str(base / "1"), str(base / "2")]
+    assert sorted(os.listdir(base)) == ["1", "2"]  # no scratch directory left
+    for version in written:
+        assert "serving_default" in tf.saved_model.load(version).signatures
+
+
+# --- image files: a size limit read from the header -----------------------------------------
+
+def _png_claiming(width, height):
+    """A real PNG (valid chunks and CRCs) whose header claims width x height grey pixels;
+    its data holds one row, so it is tiny (decoding it would need width*height bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1))) + chunk(b"IEND", b""))
+
+
+def _jpeg_claiming(width, height):
+    """A real JPEG from tf.io whose frame header (SOF0) is rewritten to width x height."""
+    raw = bytearray(tf.io.encode_jpeg(tf.zeros([8, 8, 1], tf.uint8)).numpy())
+    at = raw.index(b"\xff\xc0")
+    raw[at + 5:at + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(raw)
+
+
+def test_image_size_is_read_from_the_header_of_each_format(tmp_path):
+    from PIL import Image
+
+    for encode, channels in ((tf.io.encode_png, 1), (tf.io.encode_jpeg, 3)):
+        encoded = encode(tf.zeros([23, 37, channels], tf.uint8)).numpy()
+        assert predict.image_size(encoded) == (37, 23), encode
+    for fmt in ("GIF", "BMP"):
+        Image.new("L", (37, 23)).save(tmp_path / f"i.{fmt.lower()}", fmt)
+        assert predict.image_size((tmp_path / f"i.{fmt.lower()}").read_bytes()) == (37, 23), fmt
+    assert predict.image_size(_png_claiming(100_000, 100_000)) == (100_000, 100_000)
+    assert predict.image_size(_jpeg_claiming(65_000, 64_000)) == (65_000, 64_000)
+    assert predict.image_size(b"not an image") is None
+
+
+# Runs a module as __main__ and prints its peak memory (kB) on stderr when it exits.
+_WITH_PEAK_MEMORY = """
+import atexit, resource, runpy, sys
+atexit.register(lambda: print(f"maxrss_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}",
+                              file=sys.stderr))
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+def test_predict_refuses_huge_images_before_decoding_and_directories(exported, test_images,
+                                                                     tmp_path):
+    (tmp_path / "bomb.png").write_bytes(_png_claiming(100_000, 100_000))  # 10 gigapixels
+    (tmp_path / "bomb.jpg").write_bytes(_jpeg_claiming(65_000, 64_000))
+    (tmp_path / "folder.png").mkdir()
+    _write(tmp_path / "ok.png", test_images[0][0][..., None])
+    assert (tmp_path / "bomb.png").stat().st_size < 1000
+    names = ["bomb.png", "bomb.jpg", "folder.png", "ok.png"]
+    proc = subprocess.run(
+        [sys.executable, "-c", _WITH_PEAK_MEMORY, "kerasnets.predict", f"--model={exported[1]}",
+         *[str(tmp_path / n) for n in names]], cwd=REPO, capture_output=True, text=True,
+        timeout=120)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[0].startswith(f"{tmp_path / 'ok.png'}: ")
+    limit = "is over the limit of 40,000,000 (40 megapixels); scale the image down"
+    assert error_lines(proc.stderr)[:3] == [
+        f"kerasnets-predict: error: {tmp_path / 'bomb.png'}: 100000x100000 pixels {limit}",
+        f"kerasnets-predict: error: {tmp_path / 'bomb.jpg'}: 65000x64000 pixels {limit}",
+        f"kerasnets-predict: error: {tmp_path / 'folder.png'}: is a directory, not an image file"]
+    # nothing was decoded: the whole process stays far below the 10 GB the PNG claims
+    rss_kb = int(re.search(r"maxrss_kb=(\d+)", proc.stderr).group(1))
+    assert rss_kb < 3_000_000, rss_kb
+
+
+# --- docs/serving.md: the documented REST request goes through the real signature -------
+
+def _json_blocks(markdown: str) -> list:
+    import json
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", markdown, re.S)]
+
+
+def tf_serving_row_predict(signature, body: dict) -> dict:
+    """TensorFlow Serving's REST `:predict` in the row format, on a loaded signature: the
+    "instances" JSON lists become one tensor of the input's dtype (integers in its range
+    only), and each output's rows are returned as one object per instance."""
+    (name, spec), = signature.structured_input_signature[1].items()
+    values = np.asarray(body["instances"])
+    assert values.dtype.kind in "iu" and values.min() >= 0 and values.max() <= 255
+    outputs = signature(**{name: tf.constant(values, dtype=spec.dtype)})
+    n = len(body["instances"])
+    return {"predictions": [{k: v.numpy()[i].tolist() for k, v in sorted(outputs.items())}
+                            for i in range(n)]}
+
+
+def test_the_documented_rest_request_goes_through_the_signature(exported, smoke_model,
+                                                                 test_images):
+    with open(os.path.join(REPO, "docs", "serving.md")) as f:
+        request, response = _json_blocks(f.read())
+    images, labels = test_images
+    documented = np.asarray(request["instances"])
+    assert documented.shape == (2, 28, 28)
+    np.testing.assert_array_equal(documented, images[:2])  # the first two test digits, as stated
+    signature = tf.saved_model.load(exported[1]).signatures["serving_default"]
+    served = tf_serving_row_predict(signature, request)
+    classes = [p["classes"] for p in served["predictions"]]
+    assert classes == [p["classes"] for p in response["predictions"]] == labels[:2].tolist()
+    assert classes == keras_probabilities(smoke_model[1], images[:2]).argmax(axis=1).tolist()
+    for mine, shown in zip(served["predictions"], response["predictions"]):
+        assert sorted(shown) == sorted(mine) == ["classes", "probabilities"]
+        assert len(shown["probabilities"]) == 10 and abs(sum(shown["probabilities"]) - 1) < 1e-4

@@ -78,7 +78,8 @@ def test_multiworker_two_local_workers_train_one_model(real_mnist, tmp_path):
     assert accuracy == pytest.approx(float(fingerprints[1].group(3)), abs=1e-4)
     assert accuracy == pytest.approx(results["test_accuracy"][-1], abs=1e-6)
     # Only the chief wrote files; the other worker's scratch directory is gone.
-    assert sorted(os.listdir(tmp_path)) == sorted(training.OUTPUT_FILES + ("tensorboard",))
+    assert sorted(os.listdir(tmp_path)) == sorted(training.OUTPUT_FILES +
+                                                  ("tensorboard", training.LOCK_FILE))
 
 
 def test_multiworker_without_tf_config_is_one_clear_error(tmp_path):

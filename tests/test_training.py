@@ -229,7 +229,7 @@ def test_the_seed_flagfile_is_the_courses_recipe():
 
 
 @pytest.mark.parametrize("name", ["default", "wide"])
-def test_our_flagfiles_keep_the_training_issues_limits(name):
+def test_our_flagfiles_keep_the_targets_limits(name):
     """At most 15 epochs; augmented but for the last three; reproducible."""
     c = parse_flagfile(name)
     assert (c.model, c.augment, c.clean_epochs, c.deterministic) == (name, True, 3, True)
@@ -271,6 +271,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_history(real_mnist, tmp_pa
         proc.kill()
         proc.wait()
     assert not (killed / "results.json").exists()
+    assert (killed / training.LOCK_FILE).exists()  # left behind; the kernel released its lock
 
     resumed = subprocess.run(args + [f"--model_dir={killed}"], cwd=REPO, capture_output=True,
                              text=True, timeout=300)
@@ -278,6 +279,33 @@ def test_resume_after_sigkill_gives_the_uninterrupted_history(real_mnist, tmp_pa
     assert "resuming from" in resumed.stdout and "(epoch 2 of 4 done)" in resumed.stdout
     assert _history(killed) == _history(whole)
     assert not (killed / "backup").exists()
+
+
+def test_a_second_run_on_a_model_dir_in_use_is_refused_at_once(real_mnist, tmp_path):
+    model_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "kerasnets.train", "--flagfile=flags/smoke.flags",
+            f"--data_dir={real_mnist[1]}", f"--model_dir={model_dir}"]
+    first = subprocess.Popen(args + ["--epochs=100"], cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while f"(pid {first.pid})" not in _read(model_dir / training.LOCK_FILE):
+            assert first.poll() is None and time.time() < deadline, "the first run never locked"
+            time.sleep(0.05)
+        second = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert first.poll() is None  # the first run is still going
+    finally:
+        first.kill()
+        first.wait()
+    assert second.returncode == 1 and second.stdout == ""  # refused before reading MNIST
+    assert re.fullmatch(
+        rf"kerasnets-train: error: --model_dir: {model_dir} is in use by kerasnets-train "
+        rf"\(started [-\d: ]+\) \(pid {first.pid}\); wait for it to finish or choose another "
+        "directory", "\n".join(error_lines(second.stderr))), second.stderr
+
+
+def _read(path) -> str:
+    return path.read_text() if path.exists() else ""
 
 
 _MIRRORED = """
