@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv clean toynet
+.PHONY: run test venv clean toynet notebook
 
 run: $(STAMP)
 	$(BIN)/kerasnets-train --flagfile=flags/default.flags --model_dir=runs/default --overwrite --export_base=savedmodels/mnist
@@ -17,6 +17,9 @@ venv: $(STAMP)
 
 toynet: $(STAMP)
 	$(BIN)/kerasnets-toynet --flagfile=flags/toynet.flags --out_dir=runs/toynet --overwrite
+
+notebook: $(STAMP)
+	$(BIN)/python notebooks/execute.py notebooks/tour.ipynb
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
