@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv clean toynet notebook
+.PHONY: run test venv clean toynet notebook serve
 
 run: $(STAMP)
 	$(BIN)/kerasnets-train --flagfile=flags/default.flags --model_dir=runs/default --overwrite --export_base=savedmodels/mnist
@@ -17,6 +17,9 @@ venv: $(STAMP)
 
 toynet: $(STAMP)
 	$(BIN)/kerasnets-toynet --flagfile=flags/toynet.flags --out_dir=runs/toynet --overwrite
+
+serve: $(STAMP)
+	$(BIN)/kerasnets-serve --model_base=savedmodels/mnist
 
 notebook: $(STAMP)
 	$(BIN)/python notebooks/execute.py notebooks/tour.ipynb

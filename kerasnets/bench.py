@@ -8,6 +8,10 @@
   kerasnets-bench --what=inference  single-image latency (p50, p99) and batched
                                     images/s of the exported SavedModel signature,
                                     the Keras model called directly, and model.predict
+  kerasnets-bench --what=serve      a kerasnets-serve process on 127.0.0.1 under
+                                    single-image requests from N concurrent clients:
+                                    p50/p99 latency, images/s, errors, with request
+                                    batching on and off (kerasnets.bench_serve)
 
 Figures are measured after a warm-up and vary between machines; compare ratios
 taken in the same run, never absolute numbers from different machines.
@@ -16,6 +20,7 @@ taken in the same run, never absolute numbers from different machines.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -214,6 +219,12 @@ def main(argv: Sequence[str]) -> int:
     if FLAGS.what == "inference":
         results = bench_inference(FLAGS.model, FLAGS.calls, batch_sizes)
         print(format_inference_table(results, batch_sizes))
+    elif FLAGS.what == "serve":
+        from kerasnets import bench_serve
+        results = bench_serve.bench_serve(FLAGS.requests,
+                                          [int(c) for c in FLAGS.concurrency],
+                                          FLAGS.model_base)
+        print(bench_serve.format_serve_table(results))
     else:
         try:
             mnist = data.load_mnist(FLAGS.data_dir, FLAGS.mnist_path)
@@ -246,7 +257,8 @@ def run():
     from kerasnets import models
 
     data.define_data_flags()
-    flags.DEFINE_enum("what", "input", ["input", "train", "inference"], "What to measure.")
+    flags.DEFINE_enum("what", "input", ["input", "train", "inference", "serve"],
+                      "What to measure.")
     flags.DEFINE_list("batch_sizes", ["32", "128", "512"],
                       "input: batch sizes to measure; inference: batch sizes for images/s "
                       "(integers > 0; inference uses 1,32,256 when left at the default).")
@@ -265,7 +277,19 @@ def run():
                       "(needs `pip install torch`; --model=seed only).")
     flags.DEFINE_integer("calls", 1000, "inference: single-image calls for p50/p99 (>= 100).",
                          lower_bound=100)
+    flags.DEFINE_integer("requests", 2000, "serve: requests per concurrency level (>= 10).",
+                         lower_bound=10)
+    flags.DEFINE_list("concurrency", ["1", "16"], "serve: numbers of concurrent clients "
+                      "(integers 1..256).")
+    flags.DEFINE_string("model_base", None, "serve: the export base to serve (default: an "
+                        "untrained default model, exported to a temporary directory).")
     flags.DEFINE_bool("json", False, "Also print the results as one JSON line at the end.")
+    flags.register_validator(
+        "concurrency", lambda v: bool(v) and all(s.isdigit() and 1 <= int(s) <= 256 for s in v),
+        "--concurrency must be a comma list of integers 1..256, e.g. 1,16")
+    flags.register_validator(
+        "model_base", lambda v: v is None or os.path.isdir(v),
+        "--model_base must be an export base directory (e.g. savedmodels/mnist)")
     flags.register_validator(
         "batch_sizes", lambda v: bool(v) and all(s.isdigit() and int(s) > 0 for s in v),
         "--batch_sizes must be a comma list of integers > 0, e.g. 32,128,512")

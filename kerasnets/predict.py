@@ -82,8 +82,6 @@ def load_image(path: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     `max_pixels` pixels is refused before anything is decoded (a small file can
     claim gigapixels and would exhaust memory when decoded).
     """
-    import tensorflow as tf
-
     if os.path.isdir(path):
         raise ImageError("is a directory, not an image file")
     if not os.path.exists(path):
@@ -95,6 +93,15 @@ def load_image(path: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             raw = header + f.read()
     except OSError as e:
         raise ImageError(f"cannot read ({e.strerror or type(e).__name__})") from None
+    return decode_image(raw, max_pixels)
+
+
+def decode_image(raw: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Encoded image bytes as float32 grey pixels 0..255, shape [height, width] (alpha
+    composited on white); the size limit is checked from the header before decoding."""
+    import tensorflow as tf
+
+    _check_size(image_size(raw[:JPEG_HEADER_BYTES]), max_pixels)
     try:
         image = tf.io.decode_image(raw, expand_animations=False, dtype=tf.float32)
     except (tf.errors.InvalidArgumentError, ValueError):

@@ -1,0 +1,167 @@
+"""kerasnets-bench --what=serve: a real kerasnets-serve process under load from local clients.
+
+`running_server()` starts `kerasnets-serve` on a free port of 127.0.0.1 and stops it
+in every case; `load()` sends N single-image `:predict` requests from C client
+threads, each on its own keep-alive connection, and reports latency percentiles,
+images/s and errors. `bench_serve()` does both for each --batching setting, so the
+two are compared in one run on the same machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from typing import Iterator, Sequence
+
+import numpy as np
+
+URL_LINE = re.compile(r" on (http://[^ ]+) \(REST")
+
+
+@contextlib.contextmanager
+def running_server(model_base: str, *args: str, startup_timeout: float = 180) -> Iterator[str]:
+    """Yields the base URL of a kerasnets-serve process on a free 127.0.0.1 port; the process
+    is stopped (SIGTERM, then SIGKILL) when the block ends, whatever happens in it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kerasnets.serve", f"--model_base={model_base}", "--port=0",
+         "--host=127.0.0.1", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True)
+    try:
+        url = _wait_for_url(proc, startup_timeout)
+        yield url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        proc.stdout.close()
+
+
+def _wait_for_url(proc: subprocess.Popen, timeout: float) -> str:
+    found: list[str] = []
+
+    def read():
+        for line in proc.stdout:
+            match = URL_LINE.search(line)
+            if match:
+                found.append(match.group(1))
+                break
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not found:
+        raise RuntimeError(f"kerasnets-serve did not start within {timeout:.0f} s "
+                           f"(exit status {proc.poll()})")
+    threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
+    return found[0]
+
+
+def _drain(stream) -> None:
+    """Reads the server's later lines (version switches) so its pipe never fills."""
+    try:
+        for _ in stream:
+            pass
+    except (ValueError, OSError):  # closed when the server is stopped
+        pass
+
+
+def post(connection: http.client.HTTPConnection, path: str, body: bytes,
+         content_type: str = "application/json") -> tuple[int, dict]:
+    """One POST on a keep-alive connection: (status, parsed JSON body)."""
+    connection.request("POST", path, body=body, headers={"Content-Type": content_type})
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def load(url: str, path: str, body: bytes, requests: int, concurrency: int,
+         images_per_request: int = 1) -> dict:
+    """`requests` POSTs of `body` to `url + path` from `concurrency` threads."""
+    host = urllib.parse.urlsplit(url)
+    latencies: list[float] = []
+    errors = [0]
+    next_request = iter(range(requests))
+    lock = threading.Lock()
+
+    def client():
+        connection = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
+        mine = []
+        try:
+            while True:
+                with lock:
+                    if next(next_request, None) is None:
+                        break
+                start = time.perf_counter()
+                try:
+                    status, _ = post(connection, path, body)
+                    ok = status == 200
+                except (OSError, http.client.HTTPException, ValueError):
+                    ok = False
+                    connection.close()
+                mine.append(time.perf_counter() - start)
+                if not ok:
+                    with lock:
+                        errors[0] += 1
+        finally:
+            connection.close()
+            with lock:
+                latencies.extend(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    ms = np.asarray(latencies) * 1000
+    return dict(requests=requests, concurrency=concurrency, errors=errors[0],
+                p50_ms=round(float(np.percentile(ms, 50)), 2),
+                p99_ms=round(float(np.percentile(ms, 99)), 2),
+                images_per_second=round(requests * images_per_request / elapsed))
+
+
+def bench_serve(requests: int, concurrencies: Sequence[int], model_base: str | None = None,
+                batching: Sequence[bool] = (True, False)) -> list[dict]:
+    """Single-image requests (a real test digit, row format) at each concurrency, for each
+    --batching setting. Without `model_base`, an untrained `default` model is exported
+    (serving speed does not depend on the weights' values)."""
+    from kerasnets import data, export, models
+
+    digit = data.load_mnist()[1][0][:1]
+    body = json.dumps({"instances": digit.tolist()}).encode()
+    results = []
+    with tempfile.TemporaryDirectory() as scratch:
+        if model_base is None:
+            model_base = os.path.join(scratch, "mnist")
+            export.tf_logger_quiet()
+            export.export_savedmodel(models.build_model("default"), model_base)
+        for batched in batching:
+            with running_server(model_base, f"--batching={str(batched).lower()}") as url:
+                path = "/v1/models/mnist:predict"
+                load(url, path, body, 100, 4)  # warm-up: traces, connections
+                for c in concurrencies:
+                    results.append(dict(batching=batched, **load(url, path, body, requests, c)))
+    return results
+
+
+def format_serve_table(results: Sequence[dict]) -> str:
+    head = (f"{'batching':>8} {'clients':>7} {'requests':>8} {'p50 ms':>7} {'p99 ms':>7} "
+            f"{'images/s':>9} {'errors':>6}")
+    rows = [f"{'on' if r['batching'] else 'off':>8} {r['concurrency']:>7} {r['requests']:>8} "
+            f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['images_per_second']:>9,} "
+            f"{r['errors']:>6}" for r in results]
+    return "\n".join([head, *rows])

@@ -1,0 +1,206 @@
+"""The serving core, free of any HTTP: versions on disk, TensorFlow Serving's JSON formats.
+
+`ModelWatcher` loads the newest SavedModel version under an export base and keeps
+polling it, switching to a newly exported version once it has loaded (requests in
+flight keep the version they started with). `parse_predict_request` and
+`format_predict_response` implement TensorFlow Serving's REST `:predict` formats
+(row: "instances" -> "predictions"; columnar: "inputs" -> "outputs") for the
+kerasnets signature (images uint8 [batch, 28, 28] -> classes, probabilities).
+`kerasnets.serve` puts them behind HTTP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+from typing import Any, Callable
+
+import numpy as np
+
+from kerasnets import export
+
+SIGNATURE_METHOD = "tensorflow/serving/predict"
+
+
+class RequestError(ValueError):
+    """A request TensorFlow Serving would refuse: `status` is its HTTP status."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedModel:
+    """One loaded version: its number, the serving signature and its SignatureDef as JSON."""
+
+    version: int
+    path: str
+    signature: Callable
+    signature_def: dict
+
+    def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """uint8 [batch, 28, 28] -> {"classes": int64 [batch], "probabilities": float32 [batch, 10]}."""
+        import tensorflow as tf
+
+        outputs = self.signature(**{export.INPUT_NAME: tf.constant(images, tf.uint8)})
+        return {name: value.numpy() for name, value in outputs.items()}
+
+
+def load_version(export_base: str, version: int) -> ServedModel:
+    """Loads `export_base/version`; raises ValueError if it is not a kerasnets SavedModel."""
+    import tensorflow as tf
+    from google.protobuf import json_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(export_base, str(version))
+    signatures = tf.saved_model.load(path).signatures
+    problem = export.signature_problem(signatures)
+    if problem:
+        raise ValueError(f"{path} is not a kerasnets SavedModel: {problem}")
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    signature_def = json_format.MessageToDict(
+        proto.meta_graphs[0].signature_def[export.SIGNATURE], preserving_proto_field_name=True)
+    return ServedModel(version, path, signatures[export.SIGNATURE], signature_def)
+
+
+def complete_versions(export_base: str) -> list[int]:
+    """Version directories that hold a saved_model.pb, ascending."""
+    return [v for v in export.versions(export_base)
+            if os.path.isfile(os.path.join(export_base, str(v), "saved_model.pb"))]
+
+
+class ModelWatcher:
+    """Serves the newest version under `export_base`, polling for new ones every
+    `poll_seconds` in a background thread (as TensorFlow Serving's file-system
+    source does). A version that fails to load is logged once and skipped; the
+    previous one keeps serving."""
+
+    def __init__(self, export_base: str, poll_seconds: float = 1.0,
+                 log: Callable[[str], None] = print):
+        self.export_base = os.path.abspath(export_base)
+        self.poll_seconds = poll_seconds
+        self.log = log
+        self.current: ServedModel | None = None
+        self._failed: set[int] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def poll(self) -> None:
+        """Loads the newest complete version if it is newer than the one being served."""
+        newest = next((v for v in reversed(complete_versions(self.export_base))
+                       if v not in self._failed), None)
+        if newest is None or (self.current and newest <= self.current.version):
+            return
+        try:
+            model = load_version(self.export_base, newest)
+        except Exception as e:  # noqa: BLE001 -- any unloadable version: log it, keep serving
+            self._failed.add(newest)
+            self.log(f"kerasnets-serve: version {newest} not loaded ({e}); still serving "
+                     f"{self.current.version if self.current else 'nothing'}")
+            return
+        previous, self.current = self.current, model  # one reference swap
+        self.log(f"kerasnets-serve: serving version {newest}" +
+                 (f" (was {previous.version})" if previous else ""))
+
+    def start(self) -> None:
+        self.poll()
+        self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            self.poll()
+
+
+# --- TensorFlow Serving's REST formats -----------------------------------------------
+
+def version_status(model: ServedModel) -> dict:
+    """GET /v1/models/<name>: TensorFlow Serving's GetModelStatus response."""
+    return {"model_version_status": [{
+        "version": str(model.version), "state": "AVAILABLE",
+        "status": {"error_code": "OK", "error_message": ""}}]}
+
+
+def metadata(name: str, model: ServedModel) -> dict:
+    """GET /v1/models/<name>/metadata: TensorFlow Serving's GetModelMetadata response."""
+    return {"model_spec": {"name": name, "signature_name": "", "version": str(model.version)},
+            "metadata": {"signature_def": {"signature_def": {
+                export.SIGNATURE: model.signature_def}}}}
+
+
+def parse_predict_request(body: bytes) -> tuple[np.ndarray, bool]:
+    """The images of a `:predict` body and whether it used the row ("instances") format.
+
+    Raises RequestError with TensorFlow Serving's wording where it has one.
+    """
+    try:
+        request = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise RequestError(f"JSON Parse error: {e}") from None
+    if not isinstance(request, dict):
+        raise RequestError("JSON Value: the request body must be a JSON object")
+    name = request.get("signature_name", export.SIGNATURE)
+    if name != export.SIGNATURE:
+        raise RequestError(f'Serving signature name: "{name}" not found in signature def')
+    if "instances" in request and "inputs" in request:
+        raise RequestError("Not both 'inputs' and 'instances' can be set")
+    if "instances" in request:
+        values, row = request["instances"], True
+        if isinstance(values, list) and values and isinstance(values[0], dict):
+            values = [v.get(export.INPUT_NAME) if isinstance(v, dict) else v for v in values]
+    elif "inputs" in request:
+        values, row = request["inputs"], False
+        if isinstance(values, dict):
+            unknown = sorted(set(values) - {export.INPUT_NAME})
+            if unknown:
+                raise RequestError(f"input {unknown[0]!r} is not an input of the signature "
+                                   f"(it takes {export.INPUT_NAME!r})")
+            values = values.get(export.INPUT_NAME)
+    else:
+        raise RequestError("Missing 'inputs' or 'instances' key")
+    return images_from_json(values), row
+
+
+def images_from_json(values: Any) -> np.ndarray:
+    """JSON lists -> uint8 [batch, 28, 28], refusing anything TensorFlow Serving would not
+    convert losslessly to the signature's uint8 input."""
+    if not isinstance(values, list) or not values:
+        raise RequestError(f"{export.INPUT_NAME}: empty batch; send at least one 28x28 image")
+    try:
+        array = np.asarray(values)
+    except ValueError:
+        raise RequestError(f"{export.INPUT_NAME}: the lists are ragged; each image must be 28 "
+                           "lists of 28 integers") from None
+    if array.ndim == 2:
+        array = array[None]  # one image given without its batch axis
+    if array.ndim != 3 or array.shape[1:] != (28, 28):
+        raise RequestError(f"{export.INPUT_NAME}: shape {list(array.shape)} is not compatible "
+                           f"with the signature's [-1, 28, 28]")
+    if array.dtype.kind not in "iu":
+        raise RequestError(f"{export.INPUT_NAME}: values must be integers 0..255 (uint8 "
+                           f"pixels); got {array.dtype.name} values")
+    low, high = int(array.min()), int(array.max())
+    if low < 0 or high > 255:
+        raise RequestError(f"{export.INPUT_NAME}: values must be integers 0..255 (uint8 "
+                           f"pixels); got {low if low < 0 else high}")
+    return array.astype(np.uint8)
+
+
+def format_predict_response(outputs: dict[str, np.ndarray], row: bool) -> dict:
+    """Row format: one object per image holding every output; columnar: one list per output."""
+    lists = {name: value.tolist() for name, value in sorted(outputs.items())}
+    if not row:
+        return {"outputs": lists}
+    n = len(next(iter(lists.values())))
+    return {"predictions": [{name: lists[name][i] for name in lists} for i in range(n)]}
+
