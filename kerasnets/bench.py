@@ -8,6 +8,10 @@
   kerasnets-bench --what=inference  single-image latency (p50, p99) and batched
                                     images/s of the exported SavedModel signature,
                                     the Keras model called directly, and model.predict
+  kerasnets-bench --what=time_to_accuracy --flagfile=flags/default.flags --seeds=0-4
+                                    trains a recipe at each seed: final test accuracy,
+                                    training seconds (with --compare_torch, the course's
+                                    recipe in PyTorch and flags/default.flags to 99.4 %)
   kerasnets-bench --what=serve      a kerasnets-serve process on 127.0.0.1 under
                                     single-image requests from N concurrent clients:
                                     p50/p99 latency, images/s, errors, with request
@@ -219,6 +223,12 @@ def main(argv: Sequence[str]) -> int:
     if FLAGS.what == "inference":
         results = bench_inference(FLAGS.model, FLAGS.calls, batch_sizes)
         print(format_inference_table(results, batch_sizes))
+    elif FLAGS.what == "time_to_accuracy":
+        from kerasnets import bench_time, sweep
+        report = bench_time.bench_time_to_accuracy(FLAGS.recipe, sweep.parse_seeds(FLAGS.seeds),
+                                                   FLAGS.target, FLAGS.compare_torch)
+        print(bench_time.format_report(report))
+        results = [report]
     elif FLAGS.what == "serve":
         from kerasnets import bench_serve
         results = bench_serve.bench_serve(FLAGS.requests,
@@ -257,8 +267,13 @@ def run():
     from kerasnets import models
 
     data.define_data_flags()
-    flags.DEFINE_enum("what", "input", ["input", "train", "inference", "serve"],
-                      "What to measure.")
+    flags.DEFINE_enum("what", "input", ["input", "train", "inference", "time_to_accuracy",
+                                         "serve"], "What to measure.")
+    flags.DEFINE_string("recipe", None, "time_to_accuracy: the kerasnets-train flagfile to time, "
+                        "given as --flagfile=F.")
+    flags.DEFINE_string("seeds", "0-4", "time_to_accuracy: seeds, e.g. 0-4 or 1,3.")
+    flags.DEFINE_float("target", 0.994, "time_to_accuracy: the test accuracy whose first "
+                       "epoch is reported (0..1).")
     flags.DEFINE_list("batch_sizes", ["32", "128", "512"],
                       "input: batch sizes to measure; inference: batch sizes for images/s "
                       "(integers > 0; inference uses 1,32,256 when left at the default).")
@@ -294,19 +309,45 @@ def run():
         "batch_sizes", lambda v: bool(v) and all(s.isdigit() and int(s) > 0 for s in v),
         "--batch_sizes must be a comma list of integers > 0, e.g. 32,128,512")
 
+    flags.register_validator("target", lambda v: 0 < v <= 1, "--target must be in (0, 1]")
+
+    @flags.validator("seeds")
+    def _seeds(value) -> bool:
+        from kerasnets import sweep
+        try:
+            sweep.parse_seeds(value)
+        except ValueError as e:
+            raise flags.ValidationError(f"--seeds: {e}")
+        return True
+
+    @flags.multi_flags_validator(["what", "recipe"])
+    def _recipe(values) -> bool:
+        if values["what"] != "time_to_accuracy":
+            return True
+        from kerasnets import sweep
+        problem = (sweep.flagfile_problem(values["recipe"]) if values["recipe"]
+                   else "name the kerasnets-train flagfile to time")
+        if problem:
+            raise flags.ValidationError(f"--flagfile: {problem}")
+        return True
+
     @flags.multi_flags_validator(["compare_torch", "model", "what"])
     def _torch_comparison(values) -> bool:
         if not values["compare_torch"]:
             return True
-        if values["what"] != "train" or values["model"] != "seed":
+        if values["what"] == "train" and values["model"] != "seed":
             raise flags.ValidationError("--compare_torch needs --what=train --model=seed (the "
                                         "course's network is the one re-implemented in PyTorch)")
+        if values["what"] not in ("train", "time_to_accuracy"):
+            raise flags.ValidationError("--compare_torch goes with --what=train or "
+                                        "--what=time_to_accuracy")
         if not _torch_installed():
             raise flags.ValidationError("--compare_torch: PyTorch is not installed; run "
                                         ".venv/bin/pip install torch==2.13.0 (CPU build)")
         return True
 
-    app.run(main)
+    from kerasnets import recipe
+    app.run(main, argv=recipe.flagfile_as_recipe(sys.argv))
 
 
 if __name__ == "__main__":

@@ -63,3 +63,41 @@ def images_per_second(images: np.ndarray, labels: np.ndarray, batch_size: int, s
         loss = step(i)
     float(loss.detach())  # wait for the last step
     return steps * batch_size / (time.perf_counter() - start)
+
+
+def seconds_to_accuracy(mnist, target: float = 0.994, max_epochs: int = 19, seed: int = 0,
+                        batch_size: int = 32) -> dict:
+    """Trains the course's recipe epoch by epoch, testing after each, until the test
+    accuracy first reaches `target` (or `max_epochs`, the course's 19). Returns the
+    epoch, the seconds of training and test passes up to it, and each epoch's accuracy."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    (x_train, y_train), (x_test, y_test) = mnist
+
+    def tensors(images, labels):
+        x = torch.from_numpy(images).float().div_(255.0).sub_(0.1307).div_(0.3081).unsqueeze(1)
+        return x, torch.from_numpy(labels.astype(np.int64))
+
+    x, y = tensors(x_train, y_train)
+    xt, yt = tensors(x_test, y_test)
+    model = seed_network()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    accuracies, elapsed = [], 0.0
+    for epoch in range(1, max_epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        for idx in torch.randperm(len(x)).split(batch_size):
+            optimizer.zero_grad(set_to_none=True)
+            F.nll_loss(model(x[idx]), y[idx]).backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            correct = sum(int((model(xt[i:i + 1000]).argmax(1) == yt[i:i + 1000]).sum())
+                          for i in range(0, len(xt), 1000))
+        elapsed += time.perf_counter() - start
+        accuracies.append(correct / len(xt))
+        if accuracies[-1] >= target:
+            return dict(epoch=epoch, seconds=elapsed, test_accuracy=accuracies)
+    return dict(epoch=None, seconds=elapsed, test_accuracy=accuracies)

@@ -53,10 +53,14 @@ def plot_digits(images, labels, path_or_file, title: str, predicted=None, column
 def plot_curves(history, path_or_file) -> None:
     """Loss and accuracy per epoch, train and test (rows of history.csv)."""
     epochs = [h["epoch"] for h in history]
+    nan = float("nan")  # epochs without a test pass (--eval_every) are gaps
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for split in ("train", "test"):
-        ax_loss.plot(epochs, [h[f"{split}_loss"] for h in history], marker="o", label=split)
-        ax_acc.plot(epochs, [100 * h[f"{split}_accuracy"] for h in history], marker="o", label=split)
+        loss = [nan if h[f"{split}_loss"] is None else h[f"{split}_loss"] for h in history]
+        accuracy = [nan if h[f"{split}_accuracy"] is None else 100 * h[f"{split}_accuracy"]
+                    for h in history]
+        ax_loss.plot(epochs, loss, marker="o", label=split)
+        ax_acc.plot(epochs, accuracy, marker="o", label=split)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     ax_acc.axhline(99.4, color="gray", linestyle=":", label="99.4%")
@@ -73,6 +77,23 @@ def plot_misclassified(images, labels, predicted, path_or_file, limit: int = 40)
     plot_digits(images[wrong], labels[wrong], path_or_file,
                 f"misclassified test digits: {total} of {len(labels)} (first {len(wrong)} shown)",
                 predicted=predicted[wrong])
+
+
+def plot_seeds(rows, target: float, path_or_file) -> None:
+    """Each seed's last three test accuracies (kerasnets-sweep rows) against the target."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(rows) + 2), 4))
+    for k, row in enumerate(rows):
+        accuracies = [100 * a for a in row["last_three"]]
+        colour = "tab:blue" if row["meets_target"] else "tab:red"
+        offsets = [0.15 * (i - (len(accuracies) - 1) / 2) for i in range(len(accuracies))]
+        ax.plot([k + o for o in offsets], accuracies, "o-", color=colour, markersize=4)
+    ax.axhline(100 * target, color="gray", linestyle=":", label=f"target {100 * target:.2f}%")
+    ax.set_xticks(range(len(rows)), [str(r["seed"]) for r in rows])
+    ax.set(xlabel="seed (last three epochs; red: below the target)",
+           ylabel="test accuracy (%)", title="the recipe over seeds")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    save_figure(fig, path_or_file)
 
 
 def plot_confusion(labels, predicted, path_or_file) -> None:

@@ -11,6 +11,7 @@ Keras's JAX backend (the GPU figures in README: kerasnets.bench_gpu).
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 import keras
 from absl import flags
@@ -50,6 +51,7 @@ class TrainConfig:
     intra_op_threads: int = 0     # threads per op; 0 = TensorFlow's default (all cores)
     train_examples: int = 0  # 0 = all 60,000
     test_examples: int = 0   # 0 = all 10,000
+    eval_every: int = 1      # a test pass every N epochs; 0 = only the final model's
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -99,6 +101,13 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                          upper_bound=60000, **fv)
     flags.DEFINE_integer("test_examples", d.test_examples, "Use the first N test images (0 = all).",
                          lower_bound=0, upper_bound=10000, **fv)
+    flags.DEFINE_integer("eval_every", d.eval_every, "A test pass every N epochs (0 = only "
+                         "the final model's, which always runs; 0..1000). Fewer passes, "
+                         "faster runs.", lower_bound=0, upper_bound=1000, **fv)
+    flags.register_multi_flags_validator(
+        ["eval_every", "strategy"],
+        lambda v: v["eval_every"] == 1 or v["strategy"] != "multiworker",
+        "--eval_every must be 1 with --strategy=multiworker (its loop tests every epoch)", **fv)
     flags.register_validator("learning_rate", lambda v: 0 < v < float("inf"),
                              "--learning_rate must be a finite number > 0", **fv)
     flags.register_validator("momentum", lambda v: 0 <= v < 1, "--momentum must be in [0, 1)", **fv)
@@ -153,6 +162,23 @@ def course_line(loss: float, correct: int, total: int) -> str:
             f"({100.0 * correct / total:.2f}%)")
 
 
-def first_epoch_at(test_accuracies: list[float], level: float) -> int | None:
-    """The first epoch (1-based) whose test accuracy reaches `level`, else None."""
-    return next((epoch for epoch, a in enumerate(test_accuracies, 1) if a >= level), None)
+def first_epoch_at(test_accuracies: list[float | None], level: float) -> int | None:
+    """The first epoch (1-based) whose test accuracy reaches `level`, else None (epochs
+    without a test pass, None, are skipped)."""
+    return next((epoch for epoch, a in enumerate(test_accuracies, 1)
+                 if a is not None and a >= level), None)
+
+
+def flagfile_as_recipe(argv: Sequence[str]) -> list[str]:
+    """argv with --flagfile=F turned into --recipe=F, for commands (kerasnets-sweep,
+    kerasnets-bench) whose --flagfile names a kerasnets-train recipe to run rather than
+    flags of their own, which absl would otherwise read it as."""
+    out, args = [], iter(argv)
+    for arg in args:
+        if arg in ("--flagfile", "-flagfile"):
+            out.append(f"--recipe={next(args, '')}")
+        elif arg.startswith(("--flagfile=", "-flagfile=")):
+            out.append("--recipe=" + arg.split("=", 1)[1])
+        else:
+            out.append(arg)
+    return out

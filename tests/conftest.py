@@ -10,10 +10,13 @@ from kerasnets import training
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_module(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Runs `python -m kerasnets.<module> args...` as a real process from the repo root."""
+def run_module(module: str, *args: str, timeout: float = 300,
+               env: dict | None = None) -> subprocess.CompletedProcess:
+    """Runs `python -m kerasnets.<module> args...` as a real process from the repo root
+    (with `env` added to the environment)."""
     return subprocess.run([sys.executable, "-m", f"kerasnets.{module}", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
 
 
 def error_lines(stderr: str) -> list[str]:

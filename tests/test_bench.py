@@ -42,3 +42,35 @@ def test_torch_comparison_needs_the_seed_model():
     proc = run_module("bench", "--what=train", "--model=default", "--compare_torch")
     assert proc.returncode == 1
     assert "--compare_torch needs --what=train --model=seed" in error_lines(proc.stderr)[0]
+
+
+def test_crossing_finds_the_first_tested_epoch_at_the_target():
+    from kerasnets import bench_time
+    seconds = [10.0, 5.0, 5.0, 5.0]
+    assert bench_time.crossing([0.98, 0.993, 0.994, 0.995], seconds, 0.994) == (3, 20.0)
+    assert bench_time.crossing([0.98, None, None, 0.996], seconds, 0.994) == (4, 25.0)
+    assert bench_time.crossing([0.98, 0.99, None, 0.993], seconds, 0.994) == (None, None)
+
+
+def test_time_to_accuracy_bench_on_the_smoke_recipe(real_mnist):
+    proc = run_module("bench", "--what=time_to_accuracy", "--flagfile=flags/smoke.flags",
+                      "--seeds=1", "--target=0.8", "--json", timeout=300,
+                      env={"KERASNETS_DATA_DIR": str(real_mnist[1])})
+    report = _json_line(proc)["results"][0]
+    (row,) = report["rows"]
+    # the smoke recipe at seed 1 tests 72.50 % after epoch 1 and 89.30 % after epoch 2
+    assert row["seed"] == 1 and row["epochs"] == 2 and row["epoch_at_target"] == 2
+    assert row["final_test_accuracy"] == 0.893
+    assert 0 < row["seconds_to_target"] <= row["train_seconds"] + 0.01
+    assert row["startup_seconds"] > 0
+    assert report["mean_final_test_accuracy"] == report["worst_final_test_accuracy"] == 0.893
+    assert "final test accuracy 89.30 ± 0.00 % (worst 89.30 %)" in proc.stdout
+
+
+def test_time_to_accuracy_needs_a_good_flagfile(tmp_path):
+    (tmp_path / "bad.flags").write_text("--flagfile=flags/smoke.flags\n--export_base=x\n")
+    for args, message in (([f"--flagfile={tmp_path / 'bad.flags'}"], "sets --export_base"),
+                          (["--flagfile=flags/smoke.flags", "--seeds=2-1"], "runs backwards"),
+                          (["--flagfile=flags/nope.flags"], "is not a file")):
+        proc = run_module("bench", "--what=time_to_accuracy", *args)
+        assert proc.returncode == 1 and message in error_lines(proc.stderr)[0], proc.stderr

@@ -180,6 +180,7 @@ BAD_FLAGS = [
     ("--clean_epochs=15", "--clean_epochs must be smaller than --epochs"),
     ("--train_examples=60001", "--train_examples"),
     ("--export_base=setup.cfg", "--export_base: .*setup.cfg exists and is not a directory"),
+    ("--eval_every=-1", "--eval_every"),
 ]
 # kerasnets.train defines its flags on absl's global FLAGS, as toynet does (both
 # have --overwrite), so they are parsed in a process of their own.
@@ -218,6 +219,30 @@ def parse_flagfile(name: str):
     recipe.define_flags(flag_values)
     flag_values(["kerasnets-train", f"--flagfile={os.path.join(REPO, 'flags', name + '.flags')}"])
     return recipe.config_from_flags(flag_values)
+
+
+def test_eval_every_needs_every_epoch_under_multiworker():
+    from absl import flags
+    from kerasnets import recipe
+    values = flags.FlagValues()
+    recipe.define_flags(values)
+    with pytest.raises(flags.IllegalFlagValueError, match="--eval_every must be 1 with "
+                                                          "--strategy=multiworker"):
+        values(["train", "--eval_every=2", "--strategy=multiworker"])
+
+
+def test_eval_every_skips_test_passes_but_never_the_final_one(real_mnist, tmp_path):
+    config = dataclasses.replace(SMOKE, epochs=3, eval_every=0)
+    lines = []
+    results = training.train(config, real_mnist[0], str(tmp_path), log=lines.append, verbose=0)
+    assert results["test_accuracy"][:2] == [None, None]  # no test pass in epochs 1 and 2
+    assert results["test_accuracy"][2] == results["final_test_accuracy"]  # the final one ran
+    assert results["best_test_accuracy"] == results["final_test_accuracy"]
+    assert [line.startswith("Test set:") for line in lines[:3]] == [False, False, False]
+    assert 0 < results["train_seconds"] < sum(results["seconds_per_epoch"]) + 60
+    history = (tmp_path / "history.csv").read_text().splitlines()
+    assert history[1].split(",")[4] == "None" and history[3].split(",")[4] != "None"
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_the_seed_flagfile_is_the_courses_recipe():

@@ -1,0 +1,118 @@
+"""kerasnets-bench --what=time_to_accuracy: how long a recipe takes to a trustworthy accuracy.
+
+Each seed is a real `kerasnets-train --flagfile=F --seed=k` process; from its
+results.json come the final test accuracy and the training time (first batch to
+the final model's test accuracy, tracing included), and the bench adds the process
+start-up and data loading around it (wall time minus training time). With
+`compare_torch`, the same run also times the course's recipe in PyTorch until its
+test accuracy first reaches 99.4 % (kerasnets.bench_torch) and our `default`
+flagfile's own time to 99.4 %, and prints the ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Sequence
+
+DEFAULT_FLAGFILE = os.path.join("flags", "default.flags")
+
+
+def crossing(test_accuracy: Sequence[float | None], seconds_per_epoch: Sequence[float],
+             target: float) -> tuple[int | None, float | None]:
+    """(epoch, seconds up to and including it) of the first tested epoch at or above
+    `target`, else (None, None)."""
+    elapsed = 0.0
+    for epoch, (accuracy, seconds) in enumerate(zip(test_accuracy, seconds_per_epoch), 1):
+        elapsed += seconds
+        if accuracy is not None and accuracy >= target:
+            return epoch, elapsed
+    return None, None
+
+
+def train_recipe(flagfile: str, seed: int, model_dir: str, target: float) -> dict:
+    """One kerasnets-train process; its figures (raises RuntimeError if it fails)."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "kerasnets.train", f"--flagfile={flagfile}",
+                           f"--seed={seed}", f"--model_dir={model_dir}"],
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"kerasnets-train --flagfile={flagfile} --seed={seed} failed: {tail}")
+    with open(os.path.join(model_dir, "results.json")) as f:
+        results = json.load(f)
+    epoch, seconds = crossing(results["test_accuracy"], results["seconds_per_epoch"], target)
+    return dict(seed=seed, epochs=results["epochs"],
+                final_test_accuracy=results["final_test_accuracy"],
+                train_seconds=round(results["train_seconds"], 2),
+                startup_seconds=round(wall - results["train_seconds"], 2),
+                epoch_at_target=epoch, seconds_to_target=seconds and round(seconds, 2))
+
+
+def bench_time_to_accuracy(flagfile: str, seeds: Sequence[int], target: float = 0.994,
+                           compare_torch: bool = False) -> dict:
+    with tempfile.TemporaryDirectory() as scratch:
+        rows = [train_recipe(flagfile, s, os.path.join(scratch, f"seed-{s}"), target)
+                for s in seeds]
+        report = dict(flagfile=flagfile, target=target, rows=rows, **_stats(rows))
+        if compare_torch:
+            from kerasnets import bench_torch, data
+
+            torch_run = bench_torch.seconds_to_accuracy(data.load_mnist(), target)
+            default = train_recipe(DEFAULT_FLAGFILE, 0, os.path.join(scratch, "default"),
+                                   target)
+            report.update(
+                pytorch_course_recipe=dict(epoch=torch_run["epoch"],
+                                           seconds=round(torch_run["seconds"], 2)),
+                default_recipe=dict(epoch=default["epoch_at_target"],
+                                    seconds=default["seconds_to_target"]))
+            mean = report["mean_train_seconds"]
+            if torch_run["epoch"]:
+                report["speedup_vs_pytorch"] = round(torch_run["seconds"] / mean, 2)
+            if default["seconds_to_target"]:
+                report["speedup_vs_default"] = round(default["seconds_to_target"] / mean, 2)
+    return report
+
+
+def _stats(rows: Sequence[dict]) -> dict:
+    seconds = [r["train_seconds"] for r in rows]
+    accuracy = [r["final_test_accuracy"] for r in rows]
+
+    def sd(values):
+        return statistics.stdev(values) if len(values) > 1 else 0.0
+
+    return dict(mean_train_seconds=round(statistics.mean(seconds), 2),
+                sd_train_seconds=round(sd(seconds), 2), min_train_seconds=min(seconds),
+                max_train_seconds=max(seconds),
+                mean_final_test_accuracy=statistics.mean(accuracy),
+                sd_final_test_accuracy=sd(accuracy), worst_final_test_accuracy=min(accuracy))
+
+
+def format_report(report: dict) -> str:
+    lines = [f"{'seed':>4}  {'final test':>10}  {'train s':>8}  {'start-up s':>10}  "
+             f"{'first epoch >= ' + format(100 * report['target'], 'g') + '%':>20}"]
+    for r in report["rows"]:
+        crossed = (f"{r['epoch_at_target']} ({r['seconds_to_target']:.1f} s)"
+                   if r["epoch_at_target"] else "—")
+        lines.append(f"{r['seed']:>4}  {100 * r['final_test_accuracy']:>9.2f}%  "
+                     f"{r['train_seconds']:>8.1f}  {r['startup_seconds']:>10.1f}  {crossed:>20}")
+    lines.append(f"{report['flagfile']}: final test accuracy "
+                 f"{100 * report['mean_final_test_accuracy']:.2f} ± "
+                 f"{100 * report['sd_final_test_accuracy']:.2f} % (worst "
+                 f"{100 * report['worst_final_test_accuracy']:.2f} %), training "
+                 f"{report['mean_train_seconds']:.1f} ± {report['sd_train_seconds']:.1f} s "
+                 f"({report['min_train_seconds']:.1f}–{report['max_train_seconds']:.1f})")
+    if "pytorch_course_recipe" in report:
+        torch_run, default = report["pytorch_course_recipe"], report["default_recipe"]
+        lines.append(f"course recipe in PyTorch to {100 * report['target']:g} %: epoch "
+                     f"{torch_run['epoch']}, {torch_run['seconds']:.1f} s; flags/default.flags: "
+                     f"epoch {default['epoch']}, {default['seconds']} s")
+        lines.append(f"speed-up: {report.get('speedup_vs_pytorch', '—')}x the course's recipe "
+                     f"in PyTorch, {report.get('speedup_vs_default', '—')}x flags/default.flags")
+    return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""kerasnets-sweep: real kerasnets-train runs per seed, the summary read back from them,
+resume after a kill, and bad values refused before anything is written."""
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO, error_lines, run_module
+from kerasnets import sweep
+
+
+@pytest.fixture(scope="module")
+def smoke_sweep(real_mnist, tmp_path_factory):
+    """flags/smoke.flags at seeds 0 and 1 (the data dir from the environment)."""
+    out_dir = tmp_path_factory.mktemp("sweep") / "smoke"
+    env = dict(os.environ, KERASNETS_DATA_DIR=str(real_mnist[1]))
+    proc = subprocess.run([sys.executable, "-m", "kerasnets.sweep", "--flagfile=flags/smoke.flags",
+                           "--seeds=0-1", f"--out_dir={out_dir}", "--target=0.85"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out_dir, proc.stdout
+
+
+def test_the_summary_holds_each_seeds_own_figures(smoke_sweep):
+    out_dir, stdout = smoke_sweep
+    assert sorted(os.listdir(out_dir)) == ["logs", "seed-0", "seed-1", "seeds.png",
+                                           "summary.csv", "summary.json"]
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert [r["seed"] for r in summary["rows"]] == [0, 1]
+    for row in summary["rows"]:
+        results = json.loads((out_dir / f"seed-{row['seed']}" / "results.json").read_text())
+        assert results["flags"]["seed"] == row["seed"]  # the sweep's seed, not the flagfile's 1
+        assert row["last_three"] == results["test_accuracy"][-3:]  # two epochs: both
+        assert row["last_three_min"] == min(results["test_accuracy"][-3:])
+        assert row["best"] == results["best_test_accuracy"]
+        assert row["final"] == results["final_test_accuracy"]
+        assert row["first_epoch_at_99_4"] is None  # 2,048 images, 2 epochs
+        assert row["seconds"] == round(sum(results["seconds_per_epoch"]), 1)
+        assert row["meets_target"] == (min(results["test_accuracy"][-3:]) >= 0.85)
+    # seed 1 is the smoke configuration itself: the flagfile's own run (tests/conftest.py)
+    assert summary["rows"][1]["last_three"] == pytest.approx([0.725, 0.893], abs=1e-6)
+    minima = [r["last_three_min"] for r in summary["rows"]]
+    assert summary["mean_last_three_min"] == pytest.approx(sum(minima) / 2)
+    assert summary["meet"] == sum(r["meets_target"] for r in summary["rows"]) == 0
+    with open(out_dir / "summary.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [int(r["seed"]) for r in table] == [0, 1]
+    assert float(table[1]["last_three_min"]) == summary["rows"][1]["last_three_min"]
+    assert (out_dir / "seeds.png").read_bytes()[:4] == b"\x89PNG"
+    assert "0 of 2 seeds meet the target 85.00 %" in stdout
+
+
+def test_a_sweep_killed_after_one_seed_skips_it_when_started_again(real_mnist, tmp_path):
+    out_dir = tmp_path / "sweep"
+    args = [sys.executable, "-m", "kerasnets.sweep", "--flagfile=flags/smoke.flags",
+            "--seeds=2-3", f"--out_dir={out_dir}", "--jobs=1"]
+    env = dict(os.environ, KERASNETS_DATA_DIR=str(real_mnist[1]))
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out_dir / "seed-2" / "results.json").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "seed 2 never finished"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and the training of seed 3
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    first = (out_dir / "seed-2" / "results.json").stat().st_mtime_ns
+    assert not (out_dir / "summary.json").exists()
+    again = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"seed 2: finished earlier ({out_dir / 'seed-2'}), skipped" in again.stdout
+    assert "seed 3: training into" in again.stdout
+    assert (out_dir / "seed-2" / "results.json").stat().st_mtime_ns == first
+    rows = json.loads((out_dir / "summary.json").read_text())["rows"]
+    assert [r["seed"] for r in rows] == [2, 3]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds=3-1"], r"--seeds: '3-1' runs backwards; write 1-3"),
+    (["--seeds=a"], r"--seeds: 'a' is not a range like 0-7"),
+    (["--jobs=0"], r"--jobs must be an integer >= 1"),
+    (["--out_dir={file}"], r"--out_dir: .* exists and is not a directory"),
+    (["--flagfile={with_model_dir}"], r"--flagfile: .* sets --model_dir; the sweep chooses"),
+    (["--flagfile={missing}"], r"--flagfile: .* is not a file"),
+    (["--target=2"], r"--target must be in \(0, 1\]"),
+])
+def test_bad_values_get_one_line_and_nothing_is_written(tmp_path, args, message):
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "bad.flags").write_text("--flagfile=flags/smoke.flags\n--model_dir=runs/x\n")
+    values = dict(file=tmp_path / "a_file", with_model_dir=tmp_path / "bad.flags",
+                  missing=tmp_path / "nope.flags")
+    args = [a.format(**values) for a in args]
+    if not any(a.startswith("--flagfile") for a in args):
+        args.insert(0, "--flagfile=flags/smoke.flags")
+    if not any(a.startswith("--out_dir") for a in args):
+        args.append(f"--out_dir={tmp_path / 'out'}")
+    proc = run_module("sweep", *args, timeout=120)
+    lines = error_lines(proc.stderr)
+    assert proc.returncode == 1 and lines[0].startswith("FATAL Flags parsing error"), lines
+    assert re.search(message, lines[0]), lines[0]
+    assert sorted(os.listdir(tmp_path)) == ["a_file", "bad.flags"]  # nothing written
+
+
+def test_seed_specs():
+    assert sweep.parse_seeds("0-7") == list(range(8))
+    assert sweep.parse_seeds("1,4,9") == [1, 4, 9]
+    assert sweep.parse_seeds("5") == [5]
+    assert sweep.parse_seeds("0-1,5") == [0, 1, 5]
+    for bad in ("", "1-", "-1", "1,1", "x"):
+        with pytest.raises(ValueError):
+            sweep.parse_seeds(bad)
