@@ -110,6 +110,12 @@ def test_bad_values_get_one_line_and_nothing_is_written(tmp_path, args, message)
     assert sorted(os.listdir(tmp_path)) == ["a_file", "bad.flags"]  # nothing written
 
 
+def test_a_target_is_met_at_the_test_sets_resolution():
+    assert sweep.meets(0.9959999918937683, 0.996)   # 9960/10000 as float32
+    assert not sweep.meets(0.9958999752998352, 0.996)
+    assert sweep.meets(0.995, 0.995) and not sweep.meets(0.99499, 0.995)
+
+
 def test_seed_specs():
     assert sweep.parse_seeds("0-7") == list(range(8))
     assert sweep.parse_seeds("1,4,9") == [1, 4, 9]

@@ -245,6 +245,14 @@ def test_eval_every_skips_test_passes_but_never_the_final_one(real_mnist, tmp_pa
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_fast_flagfile_keeps_its_limits():
+    """Under 20,000 parameters, a few epochs, one test pass at the end, reproducible."""
+    c = parse_flagfile("fast")
+    model = models.build_model(c.model)
+    assert models.count_params(model)[0] < 20000
+    assert c.epochs <= 5 and c.eval_every == 0 and c.deterministic
+
+
 def test_the_seed_flagfile_is_the_courses_recipe():
     c = parse_flagfile("seed")
     assert (c.model, c.epochs, c.batch_size, c.optimizer, c.learning_rate, c.momentum,
