@@ -311,25 +311,11 @@ def run():
 
     flags.register_validator("target", lambda v: 0 < v <= 1, "--target must be in (0, 1]")
 
-    @flags.validator("seeds")
-    def _seeds(value) -> bool:
-        from kerasnets import sweep
-        try:
-            sweep.parse_seeds(value)
-        except ValueError as e:
-            raise flags.ValidationError(f"--seeds: {e}")
-        return True
-
-    @flags.multi_flags_validator(["what", "recipe"])
-    def _recipe(values) -> bool:
-        if values["what"] != "time_to_accuracy":
-            return True
-        from kerasnets import sweep
-        problem = (sweep.flagfile_problem(values["recipe"]) if values["recipe"]
-                   else "name the kerasnets-train flagfile to time")
-        if problem:
-            raise flags.ValidationError(f"--flagfile: {problem}")
-        return True
+    from kerasnets import sweep
+    flags.register_validator("seeds", sweep.check_seeds_flag)
+    flags.register_multi_flags_validator(
+        ["what", "recipe"],
+        lambda v: v["what"] != "time_to_accuracy" or sweep.check_recipe_flag(v["recipe"]))
 
     @flags.multi_flags_validator(["compare_torch", "model", "what"])
     def _torch_comparison(values) -> bool:

@@ -81,6 +81,23 @@ def flagfile_problem(path: str) -> str | None:
     return None
 
 
+def check_seeds_flag(value: str) -> bool:
+    """absl validator of a --seeds flag (kerasnets-sweep, kerasnets-bench)."""
+    try:
+        parse_seeds(value)
+    except ValueError as e:
+        raise flags.ValidationError(f"--seeds: {e}") from None
+    return True
+
+
+def check_recipe_flag(value: str | None) -> bool:
+    """absl validator of the --flagfile a command runs (handed over as --recipe)."""
+    problem = flagfile_problem(value) if value else "name the kerasnets-train flagfile to run"
+    if problem:
+        raise flags.ValidationError(f"--flagfile: {problem}")
+    return True
+
+
 def seed_dir(out_dir: str, seed: int) -> str:
     return os.path.join(out_dir, f"seed-{seed}")
 
@@ -205,13 +222,7 @@ def define_flags() -> None:
                              "--jobs must be an integer >= 1")
     flags.register_validator("target", lambda v: 0 < v <= 1, "--target must be in (0, 1]")
 
-    @flags.validator("seeds")
-    def _seeds(value) -> bool:
-        try:
-            parse_seeds(value)
-        except ValueError as e:
-            raise flags.ValidationError(f"--seeds: {e}")
-        return True
+    flags.register_validator("seeds", check_seeds_flag)
 
     @flags.validator("out_dir")
     def _out_dir(value) -> bool:
@@ -220,12 +231,7 @@ def define_flags() -> None:
             raise flags.ValidationError(f"--out_dir: {problem}")
         return True
 
-    @flags.validator("recipe")
-    def _recipe(value) -> bool:
-        problem = flagfile_problem(value) if value else "name the kerasnets-train flagfile to sweep"
-        if problem:
-            raise flags.ValidationError(f"--flagfile: {problem}")
-        return True
+    flags.register_validator("recipe", check_recipe_flag)
 
 
 def main(argv: Sequence[str]) -> int:
