@@ -5,8 +5,8 @@ import subprocess
 
 from conftest import REPO
 
-# Numbered or relative periods of work, a machine "lent" to the work, "this task", tracker
-# issue numbers: none of them means anything to a user of the package.
+# Words about how the package's development was organised (the pattern and its examples
+# below are the only place they may appear): none of them means anything to a user.
 WORK_TALK = re.compile(
     r"\bsessions?\s*\d"
     r"|\b(this|that|each|every|earlier|later|next|previous|last|one|another|a)\s+session\b(?!-)"
