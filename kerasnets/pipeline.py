@@ -15,17 +15,24 @@ Design (measured with `kerasnets-bench --what=input`):
   optional scale) with `ImageProjectiveTransformV3`, the kernel Keras's own
   RandomRotation uses, driven by stateless random numbers, so it is
   deterministic whatever the parallelism; the result is rounded back to uint8.
+* Fixed parallelism, tf.data's autotuning off. With autotuning, about one training
+  process in three on a 2-core VM ran at half speed for its whole life (5,790
+  images/s instead of 11,000, one core idle, whatever the model); with two batches
+  prepared in parallel and two prefetched, 16 of 16 ran at full speed
+  (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 import numpy as np
 import tensorflow as tf
 
-AUTOTUNE = tf.data.AUTOTUNE
+# Batches prepared in parallel and batches prefetched: one per core, at least two.
+PARALLEL_BATCHES = max(2, os.cpu_count() or 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,17 +117,24 @@ def train_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, seed:
             return warp(), labels
         return tf.cond(e < augment.until_epoch, warp, lambda: images), labels
 
-    options = tf.data.Options()
+    options = fixed_parallelism()
     options.deterministic = deterministic
     return (tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch)
-            .map(load, num_parallel_calls=AUTOTUNE)
-            .prefetch(AUTOTUNE).with_options(options))
+            .map(load, num_parallel_calls=PARALLEL_BATCHES)
+            .prefetch(PARALLEL_BATCHES).with_options(options))
+
+
+def fixed_parallelism() -> tf.data.Options:
+    """tf.data options with autotuning off (see the module docstring for why)."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
 
 
 def test_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
     """The test set in its original order, batched, never augmented."""
     ds = tf.data.Dataset.from_tensor_slices((images.reshape(-1, 28, 28, 1), labels))
-    return ds.batch(batch_size).cache().prefetch(AUTOTUNE)
+    return ds.batch(batch_size).cache().prefetch(2).with_options(fixed_parallelism())
 
 
 def make_datasets(data, batch_size: int, seed: int = 0, augment: Augment | None = None,

@@ -7,7 +7,7 @@ Each seed is an ordinary kerasnets-train run of the flagfile with --seed=<k>
 (overriding the flagfile's) into <out_dir>/seed-<k>/, its output in
 <out_dir>/logs/seed-<k>.log; so a run killed part-way resumes, and a seed that
 finished is skipped when the sweep is started again. At the end the sweep writes
-summary.csv and summary.json (per seed: the last three test accuracies and their
+summary.csv and summary.json (per seed: the last three tested epochs' accuracies and their
 minimum, best, final, first epoch >= 99.4 %, seconds) and seeds.png, and prints
 the mean +/- sd of the last-three minimum and how many seeds meet --target (the
 last-three minimum at or above it).
@@ -116,11 +116,14 @@ def train_seed(flagfile: str, seed: int, out_dir: str) -> int:
 
 
 def seed_row(out_dir: str, seed: int, target: float) -> dict:
-    """One summary row, read back from the seed's results.json."""
+    """One summary row, read back from the seed's results.json.
+
+    "Last three" are the last three epochs that had a test pass: with --eval_every=N
+    the untested epochs (None in results.json) are skipped, and a recipe tested only
+    at the end (--eval_every=0) has one, its final model's."""
     with open(os.path.join(seed_dir(out_dir, seed), "results.json")) as f:
         results = json.load(f)
-    accuracies = results["test_accuracy"]
-    last_three = accuracies[-3:]
+    last_three = [a for a in results["test_accuracy"] if a is not None][-3:]
     return dict(seed=seed, last_three=last_three, last_three_min=min(last_three),
                 best=results["best_test_accuracy"], final=results["final_test_accuracy"],
                 first_epoch_at_99_4=results["first_epoch_at_99_4"],

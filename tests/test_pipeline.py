@@ -107,3 +107,15 @@ def test_test_dataset_keeps_order(tiny):
 def test_bad_augmentation_ranges_are_refused():
     with pytest.raises(ValueError, match="augmentation out of range"):
         pipeline.Augment(rotation=200)
+
+
+def test_both_datasets_run_with_fixed_parallelism_and_no_autotuning(tiny):
+    """tf.data's autotuning left one training process in three at half speed on 2 cores
+    (docs/performance.md): the pipeline fixes its parallelism instead."""
+    images, labels = tiny
+    train, test = pipeline.make_datasets(((images, labels), (images, labels)), batch_size=16,
+                                         augment=pipeline.Augment(), epochs=2)
+    for ds in (train, test):
+        assert ds.options().autotune.enabled is False
+    assert pipeline.PARALLEL_BATCHES >= 2
+    assert len(epochs_of(train, 16)) == 2  # and it still yields every batch

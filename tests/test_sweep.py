@@ -56,6 +56,26 @@ def test_the_summary_holds_each_seeds_own_figures(smoke_sweep):
     assert "0 of 2 seeds meet the target 85.00 %" in stdout
 
 
+def test_epochs_without_a_test_pass_are_skipped_in_the_last_three(tmp_path):
+    """--eval_every leaves untested epochs as None in results.json: the row takes the last
+    three epochs that were tested (one, the final model's, with --eval_every=0)."""
+    def row(test_accuracy):
+        run = tmp_path / "seed-3"
+        run.mkdir(exist_ok=True)
+        (run / "results.json").write_text(json.dumps(dict(
+            test_accuracy=test_accuracy, best_test_accuracy=max(a for a in test_accuracy if a),
+            final_test_accuracy=test_accuracy[-1], first_epoch_at_99_4=None,
+            seconds_per_epoch=[2.0] * len(test_accuracy))))
+        return sweep.seed_row(str(tmp_path), 3, 0.994)
+
+    only_final = row([None, None, 0.9942])
+    assert only_final["last_three"] == [0.9942] and only_final["last_three_min"] == 0.9942
+    assert only_final["meets_target"] and only_final["seconds"] == 6.0
+    every_second = row([None, 0.990, None, 0.993, None, 0.9945])
+    assert every_second["last_three"] == [0.990, 0.993, 0.9945]
+    assert every_second["last_three_min"] == 0.990 and not every_second["meets_target"]
+
+
 def test_a_sweep_killed_after_one_seed_skips_it_when_started_again(real_mnist, tmp_path):
     out_dir = tmp_path / "sweep"
     args = [sys.executable, "-m", "kerasnets.sweep", "--flagfile=flags/smoke.flags",
