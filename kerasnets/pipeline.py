@@ -16,9 +16,9 @@ Design (measured with `kerasnets-bench --what=input`):
   RandomRotation uses, driven by stateless random numbers, so it is
   deterministic whatever the parallelism; the result is rounded back to uint8.
 * Fixed parallelism, tf.data's autotuning off. With autotuning, about one training
-  process in three on a 2-core VM ran at half speed for its whole life (5,790
+  process in four on a 2-core VM ran at half speed for its whole life (5,790
   images/s instead of 11,000, one core idle, whatever the model); with two batches
-  prepared in parallel and two prefetched, 16 of 16 ran at full speed
+  prepared in parallel and two prefetched, 38 of 38 ran at full speed
   (docs/performance.md).
 """
 

@@ -110,7 +110,7 @@ def test_bad_augmentation_ranges_are_refused():
 
 
 def test_both_datasets_run_with_fixed_parallelism_and_no_autotuning(tiny):
-    """tf.data's autotuning left one training process in three at half speed on 2 cores
+    """tf.data's autotuning left about one training process in four at half speed on 2 cores
     (docs/performance.md): the pipeline fixes its parallelism instead."""
     images, labels = tiny
     train, test = pipeline.make_datasets(((images, labels), (images, labels)), batch_size=16,
