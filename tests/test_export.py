@@ -61,7 +61,7 @@ def test_two_exports_are_versions_1_and_2_and_equal_the_keras_model(exported, sm
         assert out["probabilities"].dtype == tf.float32 and out["probabilities"].shape == (1000, 10)
         np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=PROB_ATOL)
         np.testing.assert_array_equal(out["classes"].numpy(), expected.argmax(axis=1))
-    assert np.mean(expected.argmax(axis=1) == labels) > 0.8  # trained (measured 0.89; chance 0.1)
+    assert np.mean(expected.argmax(axis=1) == labels) > 0.8  # trained (the smoke run: 0.925; chance 0.1)
 
 
 def test_the_signature_takes_any_batch_size(exported):

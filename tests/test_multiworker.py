@@ -69,7 +69,7 @@ def test_multiworker_two_local_workers_train_one_model(real_mnist, tmp_path):
     assert results["strategy"] == "MultiWorkerMirroredStrategy" and results["workers"] == 2
     assert results["replicas"] == 2
     assert results["train_loss"][1] < results["train_loss"][0]
-    assert results["final_test_accuracy"] > 0.6  # measured 0.89 (chance: 0.10)
+    assert results["final_test_accuracy"] > 0.6  # the smoke run: 0.925 (chance: 0.10)
     # The chief's saved model holds the workers' final weights and scores what they scored.
     model = models.load_model(str(tmp_path / "model.keras"))
     assert distributed.weights_fingerprint(model) == fingerprints[1].group(2)

@@ -94,7 +94,7 @@ def test_row_and_columnar_predictions_equal_the_signatures_outputs(server, serve
         assert columns["outputs"]["classes"] == expected["classes"].tolist()
         np.testing.assert_allclose(columns["outputs"]["probabilities"],
                                    expected["probabilities"], atol=1e-6)
-    assert np.mean(expected["classes"] == labels) >= 0.75  # a trained model (smoke: 0.89)
+    assert np.mean(expected["classes"] == labels) >= 0.75  # a trained model (smoke: 0.925)
 
 
 def test_the_documented_curl_body_works(server, digits):

@@ -44,7 +44,7 @@ def test_the_summary_holds_each_seeds_own_figures(smoke_sweep):
         assert row["seconds"] == round(sum(results["seconds_per_epoch"]), 1)
         assert row["meets_target"] == (min(results["test_accuracy"][-3:]) >= 0.85)
     # seed 1 is the smoke configuration itself: the flagfile's own run (tests/conftest.py)
-    assert summary["rows"][1]["last_three"] == pytest.approx([0.725, 0.893], abs=1e-6)
+    assert summary["rows"][1]["last_three"] == pytest.approx([0.771, 0.925], abs=1e-6)
     minima = [r["last_three_min"] for r in summary["rows"]]
     assert summary["mean_last_three_min"] == pytest.approx(sum(minima) / 2)
     assert summary["meet"] == sum(r["meets_target"] for r in summary["rows"]) == 0
