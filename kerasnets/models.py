@@ -65,6 +65,7 @@ def blur_pool() -> list[layers.Layer]:
 
 
 def max_pool() -> list[layers.Layer]:
+    """A plain 2x2 max-pool at stride 2 (the `fast` model's; five_block_model's other choice)."""
     return [layers.MaxPooling2D(2)]
 
 
