@@ -134,7 +134,7 @@ def fixed_parallelism() -> tf.data.Options:
 def test_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
     """The test set in its original order, batched, never augmented."""
     ds = tf.data.Dataset.from_tensor_slices((images.reshape(-1, 28, 28, 1), labels))
-    return ds.batch(batch_size).cache().prefetch(2).with_options(fixed_parallelism())
+    return ds.batch(batch_size).cache().prefetch(PARALLEL_BATCHES).with_options(fixed_parallelism())
 
 
 def make_datasets(data, batch_size: int, seed: int = 0, augment: Augment | None = None,
