@@ -52,6 +52,7 @@ class TrainConfig:
     train_examples: int = 0  # 0 = all 60,000
     test_examples: int = 0   # 0 = all 10,000
     eval_every: int = 1      # a test pass every N epochs; 0 = only the final model's
+    stop_at_accuracy: float = 0.0  # stop after the first tested epoch at or above it; 0 = never
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -104,6 +105,15 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer("eval_every", d.eval_every, "A test pass every N epochs (0 = only "
                          "the final model's, which always runs; 0..1000). Fewer passes, "
                          "faster runs.", lower_bound=0, upper_bound=1000, **fv)
+    flags.DEFINE_float("stop_at_accuracy", d.stop_at_accuracy, "Stop after the first tested "
+                       "epoch whose test accuracy reaches this (0..1; 0 = train every epoch). "
+                       "The schedule stays that of --epochs: the run is the full run cut short.",
+                       lower_bound=0.0, upper_bound=1.0, **fv)
+    flags.register_multi_flags_validator(
+        ["stop_at_accuracy", "eval_every", "strategy"],
+        lambda v: not v["stop_at_accuracy"] or (v["eval_every"] and v["strategy"] != "multiworker"),
+        "--stop_at_accuracy needs test passes (--eval_every >= 1) and a single-process run "
+        "(not --strategy=multiworker)", **fv)
     flags.register_multi_flags_validator(
         ["eval_every", "strategy"],
         lambda v: v["eval_every"] == 1 or v["strategy"] != "multiworker",

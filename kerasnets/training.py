@@ -141,6 +141,26 @@ class EpochRecorder(keras.callbacks.Callback):
                 shutil.rmtree(os.path.join(root, old), ignore_errors=True)
 
 
+class StopAtAccuracy(keras.callbacks.Callback):
+    """Stops after the first epoch whose test accuracy reaches `target` (--stop_at_accuracy):
+    the time to an accuracy without training the rest of the run."""
+
+    def __init__(self, target: float):
+        super().__init__()
+        self.target = target
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (logs or {}).get("val_accuracy", -1.0) >= self.target:
+            self.model.stop_training = True
+
+
+def reached(history: list[dict], target: float) -> bool:
+    """Whether a --stop_at_accuracy target (0 = none) was met by the last epoch in `history`
+    (a run resumed after it stopped there trains no further)."""
+    last = history[-1]["test_accuracy"] if history else None
+    return bool(target) and last is not None and last >= target
+
+
 class NanGuard(keras.callbacks.Callback):
     """Stops at the first non-finite batch loss (the last backup is the last good state)."""
 
@@ -194,10 +214,12 @@ def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] 
     callbacks = [guard, EpochRecorder(model_dir, config, history, len(x_test), log),
                  keras.callbacks.TensorBoard(os.path.join(model_dir, "tensorboard")),
                  *extra_callbacks]
+    if config.stop_at_accuracy:
+        callbacks.append(StopAtAccuracy(config.stop_at_accuracy))
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     fit_start = time.perf_counter()
-    if first_epoch < config.epochs:
+    if first_epoch < config.epochs and not reached(history, config.stop_at_accuracy):
         model.fit(train_ds, epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
                   validation_data=test_ds if config.eval_every else None,
                   validation_freq=config.eval_every or 1, callbacks=callbacks, verbose=verbose,
@@ -208,6 +230,9 @@ def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] 
             f"The last good state (epoch {len(history)}) is in {os.path.join(model_dir, BACKUP_DIR)}; "
             "lower --learning_rate and start again with --overwrite")
 
+    if reached(history, config.stop_at_accuracy) and len(history) < config.epochs:
+        log(f"stopped after epoch {len(history)} of {config.epochs}: test accuracy "
+            f"{100 * history[-1]['test_accuracy']:.2f}% reached --stop_at_accuracy")
     test_loss, test_acc, predicted = evaluate(model, x_test, y_test)
     # First batch to the final model's test accuracy, tf.function tracing included (on
     # a resumed run: of this process's epochs only).

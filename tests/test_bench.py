@@ -52,6 +52,25 @@ def test_crossing_finds_the_first_tested_epoch_at_the_target():
     assert bench_time.crossing([0.98, 0.99, None, 0.993], seconds, 0.994) == (None, None)
 
 
+def test_speedups_compare_means_over_the_seeds_that_got_there():
+    from kerasnets import bench_time
+    rows = [dict(seed=s, final_test_accuracy=a, train_seconds=t, startup_seconds=5.0,
+                 epoch_at_target=None, seconds_to_target=None)
+            for s, a, t in ((0, 0.9941, 9.0), (1, 0.9939, 11.0))]
+    report = dict(flagfile="flags/fast.flags", target=0.994, rows=rows, **bench_time._stats(rows))
+    default = [dict(epoch_at_target=e, seconds_to_target=t) for e, t in ((4, 33.0), (9, 75.0),
+                                                                         (None, None))]
+    report.update(pytorch_course_recipe=dict(epoch=11, seconds=200.0), default_recipe=default,
+                  **bench_time.speedups(report, dict(epoch=11, seconds=200.0), default))
+    # mean recipe time 10 s; default's mean over the two seeds that crossed: 54 s
+    assert report["speedup_vs_pytorch"] == 20.0 and report["speedup_vs_default"] == 5.4
+    assert report["default_seeds_at_target"] == 2
+    text = bench_time.format_report(report)
+    assert ("flags/default.flags to 99.4 % at the same seeds: epochs 4 (33.0 s), 9 (75.0 s), —; "
+            "mean 54.0 s (2 of 3 seeds got there)") in text
+    assert text.endswith("speed-up: 20.0x the course's recipe in PyTorch, 5.4x flags/default.flags")
+
+
 def test_time_to_accuracy_bench_on_the_smoke_recipe(real_mnist):
     proc = run_module("bench", "--what=time_to_accuracy", "--flagfile=flags/smoke.flags",
                       "--seeds=1", "--target=0.8", "--json", timeout=300,

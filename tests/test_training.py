@@ -200,6 +200,8 @@ BAD_FLAGS = [
     ("--train_examples=60001", "--train_examples"),
     ("--export_base=setup.cfg", "--export_base: .*setup.cfg exists and is not a directory"),
     ("--eval_every=-1", "--eval_every"),
+    ("--stop_at_accuracy=1.5", "--stop_at_accuracy"),
+    ("--stop_at_accuracy=0.99 --eval_every=0", "--stop_at_accuracy needs test passes"),
 ]
 # kerasnets.train defines its flags on absl's global FLAGS, as toynet does (both
 # have --overwrite), so they are parsed in a process of their own.
@@ -210,7 +212,7 @@ import kerasnets.train
 errors = []
 for arg in sys.argv[2:]:
     try:
-        flags.FLAGS(["train", "--model_dir=" + sys.argv[1], arg])
+        flags.FLAGS(["train", "--model_dir=" + sys.argv[1], *arg.split()])
         errors.append(None)
     except flags.Error as e:
         errors.append(str(e))
@@ -262,6 +264,25 @@ def test_eval_every_skips_test_passes_but_never_the_final_one(real_mnist, tmp_pa
     history = (tmp_path / "history.csv").read_text().splitlines()
     assert history[1].split(",")[4] == "None" and history[3].split(",")[4] != "None"
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_stop_at_accuracy_cuts_the_run_short_at_the_first_epoch_there(smoke_run, real_mnist,
+                                                                       tmp_path):
+    _, full, _ = smoke_run  # 77.10 % after epoch 1, 92.50 % after epoch 2 (seed 1)
+    config = dataclasses.replace(SMOKE, stop_at_accuracy=0.75)
+    lines = []
+    results = training.train(config, real_mnist[0], str(tmp_path), log=lines.append, verbose=0)
+    assert results["epochs"] == 1 and results["flags"]["epochs"] == 2
+    # the same first epoch as the full run: the schedule is still that of 2 epochs
+    assert results["test_accuracy"] == full["test_accuracy"][:1]
+    assert results["test_accuracy"][0] == pytest.approx(0.771, abs=1e-6)  # Keras's float32 metric
+    assert results["final_test_accuracy"] == 0.771 and results["first_epoch_at_99_4"] is None
+    assert "stopped after epoch 1 of 2: test accuracy 77.10% reached --stop_at_accuracy" in lines
+    # a run resumed from a backup that already met its target trains no further
+    assert training.reached([{"test_accuracy": 0.771}], 0.75)
+    assert not training.reached([{"test_accuracy": 0.771}], 0.0)  # 0: no target
+    assert not training.reached([{"test_accuracy": None}], 0.75)  # untested epoch
+    assert not training.reached([], 0.75)
 
 
 def test_the_fast_flagfile_keeps_its_limits():
