@@ -30,11 +30,26 @@ def test_parameter_counts():
     # dense 28·10 + 10, BatchNorm 2·(12+24+24+24+28)
     assert models.count_params(models.build_model("wide")) == (
         108 + 2592 + 5184 * 2 + 6048 + 290 + 224, 224 + 2 * 9 * 24)
-    # fast: default with plain max-pools, so no blur weights
-    assert models.count_params(models.build_model("fast")) == (7826, 136)
+    # fast: convs 4·16·9 + 16·32·9 + 32·32·9 + 32·16·9 (on the 4 channels of the
+    # space-to-depth stem), dense 16·10 + 10, BatchNorm 2·(16+32+32+16)
+    assert models.count_params(models.build_model("fast")) == (
+        576 + 4608 + 9216 + 4608 + 170 + 192, 192)
 
 
-@pytest.mark.parametrize("name", ["default", "wide", "fast"])
+def test_fast_model_sizes_and_its_stem_is_space_to_depth():
+    model = models.build_model("fast")
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [conv.output.shape[1] for conv in convs] == [12, 10, 3, 1]
+    images = np.random.default_rng(0).integers(0, 256, (2, 28, 28, 1)).astype(np.uint8)
+    stem = keras.Sequential(model.layers[:model.layers.index(model.get_layer("space_to_depth")) + 1])
+    # against numpy: pixel (2i + a, 2j + b) goes to channel 2a + b of (i, j)
+    normalised = (images[..., 0] / 255.0 - models.MEAN) / models.STD
+    want = normalised.reshape(2, 14, 2, 14, 2).transpose(0, 1, 3, 2, 4).reshape(2, 14, 14, 4)
+    np.testing.assert_allclose(np.asarray(stem(images)), want, rtol=1e-5, atol=1e-5)
+    assert model(images).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", ["default", "wide"])
 def test_our_models_feature_map_sizes(name):
     """3x3 valid convs; pools after the second and the fourth conv."""
     model = models.build_model(name)
