@@ -148,10 +148,10 @@ def fast_model() -> keras.Sequential:
     On 2 cores a step of `default` spends most of its time in its first two convs at
     26x26 and 24x24 (memory-bound BatchNorm and ReLU passes over the largest feature
     maps). Here a space-to-depth stem hands 14x14x4 to the first conv, which sees 6x6
-    pixels at stride 2, and the budget goes to width instead: in paired runs four
+    pixels at stride 2, and the budget goes to width instead: in alternating runs four
     epochs of this model took 22 s where three of `default`'s design (plain max-pools)
-    took 30-33 s, and ended higher over seeds 0-4 (99.43 +/- 0.03 % against 99.42 +/-
-    0.04 %; docs/experiments.md, runs 229-...).
+    took 30-33 s, and ended as high over seeds 0-4 (99.43 +/- 0.03 % against 99.42 +/-
+    0.04 %; docs/experiments.md, runs 253-261).
     """
     return keras.Sequential([
         keras.Input(INPUT_SHAPE, name="images"),
