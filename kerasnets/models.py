@@ -172,7 +172,7 @@ BUILDERS = {"seed": seed_model, "default": default_model, "wide": wide_model, "f
 
 
 def build_model(name: str) -> keras.Sequential:
-    """A fresh, uncompiled model: 'seed', 'default' or 'wide'."""
+    """A fresh, uncompiled model: 'seed', 'default', 'wide' or 'fast'."""
     if name not in BUILDERS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(BUILDERS)}")
     return BUILDERS[name]()

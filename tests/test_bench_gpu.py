@@ -34,7 +34,7 @@ def test_jax_augmentation_is_tensorflows_warp(real_mnist, tmp_path):
 import sys, jax, numpy as np
 from kerasnets import bench_gpu, models, recipe
 assert [models.count_params(models.build_model(n)) for n in models.BUILDERS] == [
-    (19130, 320), (7826, 424), (19630, 656), (7826, 136)]
+    (19130, 320), (7826, 424), (19630, 656), (19370, 192)]
 x = np.load({str(tmp_path / 'x.npy')!r})
 out = bench_gpu.make_augmenter(recipe.TrainConfig(rotation=10, shift=2))(x, 0, 3)
 maps = bench_gpu.affine_maps(jax.random.fold_in(jax.random.PRNGKey(0), 3), 64, 10, 2, 0)
