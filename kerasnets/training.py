@@ -99,7 +99,8 @@ def latest_backup(model_dir: str) -> str | None:
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """After each epoch: the course's line, the history row, and a complete backup."""
+    """After each epoch: the course's line, the history row, a complete backup, and the
+    stop once --stop_at_accuracy is reached."""
 
     def __init__(self, model_dir: str, config: TrainConfig, history: list[dict],
                  test_size: int, log: Callable[[str], None]):
@@ -126,6 +127,8 @@ class EpochRecorder(keras.callbacks.Callback):
             correct = int(round(row["test_accuracy"] * self.test_size))
             self.log(course_line(row["test_loss"], correct, self.test_size))
         self._backup(epoch + 1)
+        if reached(self.history, self.config.stop_at_accuracy):
+            self.model.stop_training = True
 
     def _backup(self, epochs_done: int):
         root = os.path.join(self.model_dir, BACKUP_DIR)
@@ -141,22 +144,10 @@ class EpochRecorder(keras.callbacks.Callback):
                 shutil.rmtree(os.path.join(root, old), ignore_errors=True)
 
 
-class StopAtAccuracy(keras.callbacks.Callback):
-    """Stops after the first epoch whose test accuracy reaches `target` (--stop_at_accuracy):
-    the time to an accuracy without training the rest of the run."""
-
-    def __init__(self, target: float):
-        super().__init__()
-        self.target = target
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (logs or {}).get("val_accuracy", -1.0) >= self.target:
-            self.model.stop_training = True
-
-
 def reached(history: list[dict], target: float) -> bool:
-    """Whether a --stop_at_accuracy target (0 = none) was met by the last epoch in `history`
-    (a run resumed after it stopped there trains no further)."""
+    """Whether a --stop_at_accuracy target (0 = none) was met by the last epoch in `history`:
+    EpochRecorder then stops the run, and a run resumed after it stopped there trains no
+    further."""
     last = history[-1]["test_accuracy"] if history else None
     return bool(target) and last is not None and last >= target
 
@@ -214,8 +205,6 @@ def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] 
     callbacks = [guard, EpochRecorder(model_dir, config, history, len(x_test), log),
                  keras.callbacks.TensorBoard(os.path.join(model_dir, "tensorboard")),
                  *extra_callbacks]
-    if config.stop_at_accuracy:
-        callbacks.append(StopAtAccuracy(config.stop_at_accuracy))
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     fit_start = time.perf_counter()
