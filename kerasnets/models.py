@@ -66,7 +66,7 @@ def blur_pool() -> list[layers.Layer]:
 
 
 def max_pool() -> list[layers.Layer]:
-    """A plain 2x2 max-pool at stride 2 (the `fast` model's; five_block_model's other choice)."""
+    """A plain 2x2 max-pool at stride 2 (the `fast` model's)."""
     return [layers.MaxPooling2D(2)]
 
 
@@ -99,10 +99,9 @@ def seed_model() -> keras.Sequential:
     ], name="seed")
 
 
-def five_block_model(widths: tuple[int, int, int, int, int], name: str,
-                     pool=blur_pool) -> keras.Sequential:
-    """Our design: five conv-BN-ReLU blocks, two anti-aliased max-pools (`pool`), GAP, one
-    small dense.
+def five_block_model(widths: tuple[int, int, int, int, int], name: str) -> keras.Sequential:
+    """Our design: five conv-BN-ReLU blocks, two anti-aliased max-pools (`blur_pool`), GAP,
+    one small dense.
 
     The second pool (before the last block) lets each of the last block's features
     see the whole digit (24x24 pixels with plain max-pools) instead of 18x18: at the
@@ -117,10 +116,10 @@ def five_block_model(widths: tuple[int, int, int, int, int], name: str,
         normalize(),
         *conv_bn_relu(c1),                       # 26x26, receptive field 3
         *conv_bn_relu(c2),                       # 24x24, 5
-        *pool(),                                 # 12x12, 8 (with max_pool: 6)
+        *blur_pool(),                            # 12x12, 8 (plain max-pools: 6)
         *conv_bn_relu(c3),                       # 10x10, 12 (10)
         *conv_bn_relu(c4),                       # 8x8, 16 (14)
-        *pool(),                                 # 4x4, 22 (16)
+        *blur_pool(),                            # 4x4, 22 (16)
         *conv_bn_relu(c5),                       # 2x2, 30 (24)
         layers.GlobalAveragePooling2D(),
         layers.Dense(10),
