@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test venv clean toynet notebook serve
 
 run: $(STAMP)
-	$(BIN)/kerasnets-train --flagfile=flags/default.flags --model_dir=runs/default --overwrite --export_base=savedmodels/mnist
+	$(BIN)/kerasnets-train --recipe=default --model_dir=runs/default --overwrite --export_base=savedmodels/mnist
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -16,7 +16,7 @@ test: $(STAMP)
 venv: $(STAMP)
 
 toynet: $(STAMP)
-	$(BIN)/kerasnets-toynet --flagfile=flags/toynet.flags --out_dir=runs/toynet --overwrite
+	$(BIN)/kerasnets-toynet --recipe=toynet --out_dir=runs/toynet --overwrite
 
 serve: $(STAMP)
 	$(BIN)/kerasnets-serve --model_base=savedmodels/mnist

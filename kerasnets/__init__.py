@@ -1,24 +1,41 @@
 """kerasnets: a backprop workbench (Part 1) and small MNIST convnets (Part 2) in Keras 3.
 
-Command-line tools are `kerasnets-<command>` (also `python -m kerasnets.<module>`);
-see README.md.
+The public API, imported on first use (so `import kerasnets` loads neither
+TensorFlow nor Keras and changes no global setting):
+
+  load_model(path)                   a .keras file of ours, loaded safely
+  build_model(name)                  a fresh model: seed, default, wide or fast
+  load_mnist(data_dir, mnist_path)   MNIST offline, like keras.datasets.mnist.load_data()
+  TrainConfig, recipe_path(name)     a run's definition; a named recipe's flagfile
+  train(config, data, model_dir)     train with resume and write the run's files
+  export_savedmodel(model, base)     the next SavedModel version, for serving
+
+The commands (kerasnets-train, ...) are in kerasnets.cli; see README.md.
 """
 
-import os
+from __future__ import annotations
 
-# TensorFlow's C++ info and warning logs (per-op notices during training) bury
-# the commands' own output. Quiet by default; set the variable yourself to see
-# them. (A few lines TensorFlow prints while loading, before its logging starts,
-# cannot be silenced this way.)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["load_model"]
+_API = {
+    "load_model": "kerasnets.models",
+    "build_model": "kerasnets.models",
+    "load_mnist": "kerasnets.data",
+    "TrainConfig": "kerasnets.recipe",
+    "recipe_path": "kerasnets.recipe",
+    "train": "kerasnets.training",
+    "export_savedmodel": "kerasnets.export",
+}
+__all__ = sorted(_API)
 
 
-def load_model(path: str, compile: bool = True):
-    """Loads a kerasnets `.keras` model safely; see `kerasnets.models.load_model`."""
-    from kerasnets import models  # imports Keras/TensorFlow only when asked
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'kerasnets' has no attribute {name!r}")
 
-    return models.load_model(path, compile=compile)
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_API))

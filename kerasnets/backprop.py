@@ -22,6 +22,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
+from kerasnets.errors import KerasnetsError
+
 WEIGHT_NAMES = tuple(f"w{k}" for k in range(1, 9))
 FORWARD_NAMES = ("h1", "h2", "a_h1", "a_h2", "o1", "o2", "a_o1", "a_o2", "E1", "E2", "E_total")
 GRADIENT_NAMES = tuple(f"dE_d{w}" for w in WEIGHT_NAMES)
@@ -52,7 +54,7 @@ class ToyNet:
             raise ValueError(f"weights must hold 8 values w1..w8, got {len(self.weights)}")
 
 
-class GradientMismatchError(RuntimeError):
+class GradientMismatchError(KerasnetsError, RuntimeError):
     """The hand-derived gradient disagrees with tf.GradientTape."""
 
 

@@ -20,8 +20,8 @@ Whatever the source, the arrays are validated before use; a bad file raises
 MnistDataError (one line: which file, what is wrong, how to fix it) and nothing
 is cached from it.
 
-Command line: kerasnets-data (python -m kerasnets.data) prints the source, the
-shapes, per-class counts and checksums; --sample_png writes a grid of digits.
+Command line: kerasnets-data (kerasnets.cli.data) prints the source, the shapes,
+per-class counts and checksums.
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ import struct
 import sys
 import zipfile
 import zlib
-from typing import Sequence
 
 import numpy as np
-from absl import app, flags, logging
+from absl import logging
 
 from kerasnets import fileio
+from kerasnets.errors import KerasnetsError
 
 MnistArrays = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -70,7 +70,7 @@ CANONICAL_SHA256 = {
 }
 
 
-class MnistDataError(ValueError):
+class MnistDataError(KerasnetsError, ValueError):
     """A data file that cannot be used: the message says which, why, and how to fix it."""
 
 
@@ -321,54 +321,3 @@ def describe(data: MnistArrays, source: str) -> str:
         counts = np.bincount(arrays[key], minlength=10)
         lines.append(f"{key + ' count:':14} " + " ".join(f"{n:>5}" for n in counts))
     return "\n".join(lines)
-
-
-# --- command line (flags shared with kerasnets-train) -------------------------------
-
-def define_data_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """--data_dir and --mnist_path, for every command that reads MNIST."""
-    flags.DEFINE_string("data_dir", None, f"Our MNIST cache directory (default: ${DATA_DIR_ENV}, "
-                        "else ~/.cache/kerasnets).", flag_values=flag_values)
-    flags.DEFINE_string("mnist_path", None, "A Keras-format mnist.npz, or a directory of the four "
-                        "MNIST IDX files (gzipped or not).", flag_values=flag_values)
-    flags.register_validator(
-        "mnist_path", lambda p: p is None or os.path.exists(p),
-        "--mnist_path must be an existing mnist.npz file or IDX directory",
-        flag_values=flag_values)
-    flags.register_validator(
-        "data_dir", lambda d: d is None or not os.path.exists(d) or os.path.isdir(d),
-        "--data_dir must be a directory (it is created when missing)", flag_values=flag_values)
-
-
-def main(argv: Sequence[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    FLAGS = flags.FLAGS
-    try:
-        data, source = resolve_mnist(FLAGS.data_dir, FLAGS.mnist_path)
-    except MnistDataError as e:
-        print(f"kerasnets-data: error: {e}", file=sys.stderr)
-        return 1
-    print(describe(data, source))
-    if FLAGS.sample_png:
-        from kerasnets import plots
-        with fileio.atomic_file(FLAGS.sample_png, "wb") as f:
-            plots.plot_digits(data[0][0][:40], data[0][1][:40], f, "MNIST training digits 0..39")
-        print(f"wrote {os.path.abspath(FLAGS.sample_png)}")
-    return 0
-
-
-def run():
-    """Console-script entry point (kerasnets-data)."""
-    define_data_flags()
-    flags.DEFINE_string("sample_png", None, "Write a labelled grid of the first 40 training digits "
-                        "to this PNG file (replaced if it exists).")
-    flags.register_validator(
-        "sample_png", lambda p: p is None or (p.endswith(".png") and os.path.isdir(
-            os.path.dirname(os.path.abspath(p)))),
-        "--sample_png must be a .png path in an existing directory")
-    app.run(main)
-
-
-if __name__ == "__main__":
-    run()

@@ -25,6 +25,7 @@ to resume from.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -36,20 +37,28 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasnets import fileio, pipeline, training
+from kerasnets import errors, fileio, pipeline, records, training
+from kerasnets.recipe import TrainConfig, create_model, select_examples
 
 CHECKPOINT_DIR = "checkpoint"
 
 
-class WorkerLostError(RuntimeError):
+class WorkerLostError(errors.KerasnetsError, RuntimeError):
     """A collective operation failed: a worker stopped or cannot be reached."""
+
+    exit_status = 2
+
+
+class ClusterError(errors.KerasnetsError, ValueError):
+    """TF_CONFIG is missing or does not describe this worker, or the recipe does not fit
+    the cluster."""
 
 
 def cluster_spec() -> tuple[int, int]:
-    """(number of workers, this worker's index) from TF_CONFIG; raises ValueError if unusable."""
+    """(number of workers, this worker's index) from TF_CONFIG; raises ClusterError if unusable."""
     raw = os.environ.get("TF_CONFIG")
     if not raw:
-        raise ValueError("--strategy=multiworker needs the TF_CONFIG environment variable "
+        raise ClusterError("--strategy=multiworker needs the TF_CONFIG environment variable "
                          "(see README: training on several machines)")
     try:
         config = json.loads(raw)
@@ -58,11 +67,11 @@ def cluster_spec() -> tuple[int, int]:
         index = int(task["index"]) + (len(config["cluster"].get("chief", []))
                                       if task["type"] == "worker" else 0)
     except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"TF_CONFIG is not valid: {e!r}; expected "
+        raise ClusterError(f"TF_CONFIG is not valid: {e!r}; expected "
                          '{"cluster": {"worker": ["host:port", ...]}, '
                          '"task": {"type": "worker", "index": N}}') from None
     if task["type"] not in ("worker", "chief") or not 0 <= index < len(workers):
-        raise ValueError(f"TF_CONFIG task {task} is not one of the cluster's workers")
+        raise ClusterError(f"TF_CONFIG task {task} is not one of the cluster's workers")
     return len(workers), index
 
 
@@ -109,43 +118,91 @@ def make_train_step(strategy, model: keras.Model, global_batch: int):
     return train_steps
 
 
-def train(config: training.TrainConfig, data, model_dir: str, strategy,
+def train(config: TrainConfig, data, model_dir: str, strategy,
           log: Callable[[str], None] = print) -> dict | None:
     """Trains on the cluster in TF_CONFIG; the chief writes the usual outputs and returns the
-    results dict, other workers return None. Raises WorkerLostError if a worker is lost."""
+    results dict, other workers return None. Raises WorkerLostError if a worker is lost.
+    Process-wide settings: as kerasnets.training.train (training.run_settings)."""
+    try:
+        return _train(config, data, model_dir, strategy, log)
+    except (OSError, tf.errors.OpError) as e:  # TensorFlow's writers report the OS's error
+        if errors.is_disk_full(e):
+            raise errors.disk_full(e, model_dir, "the run's files") from None
+        raise
+
+
+def _train(config: TrainConfig, data, model_dir: str, strategy,
+           log: Callable[[str], None]) -> dict | None:
     workers, index = cluster_spec()
-    chief = index == 0
-    replicas = strategy.num_replicas_in_sync
-    if config.batch_size % replicas:
-        raise ValueError(f"--batch_size={config.batch_size} must be divisible by the "
-                         f"{replicas} replicas of the cluster")
-    keras.utils.set_random_seed(config.seed)
-    precision = training.resolve_precision(config.precision)
-    keras.mixed_precision.set_global_policy(precision)
-    (x_train, y_train), (x_test, y_test) = training.select_examples(config, data)
-    per_worker = config.batch_size // workers  # split again over the worker's own devices
-    my_x, my_y = shard(x_train, y_train, workers, index, per_worker)
-    steps = len(my_x) // per_worker
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise ClusterError(f"--batch_size={config.batch_size} must be divisible by the "
+                         f"{strategy.num_replicas_in_sync} replicas of the cluster")
+    # Threads are set before the strategy starts TensorFlow's runtime (kerasnets-train does
+    # that); op determinism is left off, as the collectives do not promise it.
+    settings = dataclasses.replace(config, intra_op_threads=0, deterministic=False)
+    with training.run_settings(settings) as precision:
+        (x_train, y_train), (x_test, y_test) = select_examples(config, data)
+        per_worker = config.batch_size // workers  # split again over the worker's own devices
+        my_x, my_y = shard(x_train, y_train, workers, index, per_worker)
+        steps = len(my_x) // per_worker
+        work_dir = model_dir if index == 0 else os.path.join(model_dir, f".worker-{index}")
+        state = WorkerState(config, strategy, work_dir, steps, index, log)
+        run_epochs(config, state, strategy, (my_x, my_y), (x_test, y_test), steps, model_dir,
+                   index, log)
+        # Synchronous training: every worker ends with the same weights; each says so.
+        history = state.history
+        log(f"worker {index}: final weights {weights_fingerprint(state.model)}, "
+            f"test accuracy {history[-1]['test_accuracy'] if history else float('nan'):.4f}")
+        if index:
+            shutil.rmtree(work_dir, ignore_errors=True)
+            return None
+        return finish(config, state, (x_train, y_train), (x_test, y_test), steps, precision,
+                      strategy, workers, model_dir, log)
 
-    work_dir = model_dir if chief else os.path.join(model_dir, f".worker-{index}")
-    ckpt_dir = os.path.join(work_dir, training.BACKUP_DIR, CHECKPOINT_DIR)
-    os.makedirs(os.path.dirname(ckpt_dir), exist_ok=True)
-    with strategy.scope():
-        model = training.create_model(config, steps)
-        model.optimizer.build(model.trainable_variables)
-    epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epochs=epochs_done)
-    manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=1)
-    history: list[dict] = []
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        with open(os.path.join(os.path.dirname(ckpt_dir), "history.json")) as f:
-            history = json.load(f)[:int(epochs_done.numpy())]
-        log(f"worker {index}: resuming from {manager.latest_checkpoint} "
-            f"(epoch {int(epochs_done.numpy())} of {config.epochs} done)")
-    first_epoch = int(epochs_done.numpy())
 
-    augment = training.augmentation(config)
+class WorkerState:
+    """A worker's model, optimizer, epochs done and history, checkpointed after each epoch
+    into <work_dir>/backup/checkpoint (restored from there when a job is restarted)."""
+
+    def __init__(self, config: TrainConfig, strategy, work_dir: str, steps: int, index: int,
+                 log: Callable[[str], None]):
+        self.ckpt_dir = os.path.join(work_dir, training.BACKUP_DIR, CHECKPOINT_DIR)
+        self.history_path = os.path.join(os.path.dirname(self.ckpt_dir), "history.json")
+        os.makedirs(os.path.dirname(self.ckpt_dir), exist_ok=True)
+        with strategy.scope():
+            self.model = create_model(config, steps)
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False)
+        checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer,
+                                         epochs=self.epochs_done)
+        self.manager = tf.train.CheckpointManager(checkpoint, self.ckpt_dir, max_to_keep=1)
+        self.history: list[dict] = []
+        if self.manager.latest_checkpoint:
+            checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            with open(self.history_path) as f:
+                self.history = json.load(f)[:self.first_epoch]
+            log(f"worker {index}: resuming from {self.manager.latest_checkpoint} "
+                f"(epoch {self.first_epoch} of {config.epochs} done)")
+
+    @property
+    def first_epoch(self) -> int:
+        return int(self.epochs_done.numpy())
+
+    def save(self, epoch: int) -> None:
+        """History first, then the checkpoint: a kill in between leaves a history one epoch
+        longer than the checkpoint, which the restore cuts back."""
+        with fileio.atomic_file(self.history_path) as f:
+            json.dump(self.history, f)
+        self.epochs_done.assign(epoch)
+        self.manager.save()  # every worker saves (to its own directory), as TensorFlow requires
+
+
+def run_epochs(config: TrainConfig, state: WorkerState, strategy, my_data, test_data,
+               steps: int, model_dir: str, index: int, log: Callable[[str], None]) -> None:
+    """The epochs not yet done: synchronous steps on this worker's shard, a test pass, the
+    history row (chief: its line and TensorBoard scalars), the checkpoint."""
+    (my_x, my_y), (x_test, y_test) = my_data, test_data
+    first_epoch, augment = state.first_epoch, training.augmentation(config)
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
         return pipeline.train_dataset(my_x, my_y, context.get_per_replica_batch_size(
@@ -153,10 +210,10 @@ def train(config: training.TrainConfig, data, model_dir: str, strategy,
             config.deterministic)
 
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
-    train_steps = make_train_step(strategy, model, config.batch_size)
-    predict = tf.function(lambda x: model(x, training=False))
+    train_steps = make_train_step(strategy, state.model, config.batch_size)
+    predict = tf.function(lambda x: state.model(x, training=False))
     summaries = (tf.summary.create_file_writer(os.path.join(model_dir, "tensorboard", "epochs"))
-                 if chief else None)
+                 if index == 0 else None)
     for epoch in range(first_epoch, config.epochs):
         start = time.perf_counter()
         try:
@@ -166,45 +223,40 @@ def train(config: training.TrainConfig, data, model_dir: str, strategy,
             raise WorkerLostError(
                 f"worker {index}: lost contact with the cluster in epoch {epoch + 1} "
                 f"({type(e).__name__}); restart every worker with the same command to resume "
-                f"from epoch {epoch} (its checkpoint is in {ckpt_dir})") from None
-        test_loss, test_acc = _evaluate(predict, x_test, y_test)
-        lr = model.optimizer.learning_rate
-        history.append(dict(
-            epoch=epoch + 1, train_loss=float(loss_sum) / steps,
-            train_accuracy=float(correct) / (steps * config.batch_size), test_loss=test_loss,
-            test_accuracy=test_acc, learning_rate=float(lr.numpy() if hasattr(lr, "numpy") else lr),
-            seconds=time.perf_counter() - start))
-        if chief:
-            log(training.course_line(test_loss, int(round(test_acc * len(x_test))), len(x_test)))
+                f"from epoch {epoch} (its checkpoint is in {state.ckpt_dir})") from None
+        test_loss, test_acc, _ = records.scores(batched(predict, x_test), y_test)
+        state.history.append(records.epoch_row(
+            epoch + 1, float(loss_sum) / steps, float(correct) / (steps * config.batch_size),
+            test_loss, test_acc, records.learning_rate(state.model.optimizer),
+            time.perf_counter() - start))
+        if summaries:
+            log(records.epoch_line(state.history[-1], len(x_test)))
             with summaries.as_default(step=epoch + 1):
                 for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
-                    tf.summary.scalar(key, history[-1][key])
-        # history first, then the checkpoint: a kill in between leaves a history one epoch
-        # longer than the checkpoint, which the restore cuts back.
-        with fileio.atomic_file(os.path.join(os.path.dirname(ckpt_dir), "history.json")) as f:
-            json.dump(history, f)
-        epochs_done.assign(epoch + 1)
-        manager.save()  # every worker saves (to its own directory), as TensorFlow requires
+                    tf.summary.scalar(key, state.history[-1][key])
+        state.save(epoch + 1)
 
-    # Synchronous training: every worker ends with the same weights; each says so.
-    log(f"worker {index}: final weights {weights_fingerprint(model)}, "
-        f"test accuracy {history[-1]['test_accuracy'] if history else float('nan'):.4f}")
-    if not chief:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        return None
-    # The trained model outside the strategy (predict and save need no cluster), with the
-    # optimizer's state (step count, momentum), as the single-machine model.keras has it.
-    final = training.create_model(config, steps)
-    final.set_weights(model.get_weights())
+
+def finish(config: TrainConfig, state: WorkerState, train_data, test_data, steps: int,
+           precision: str, strategy, workers: int, model_dir: str,
+           log: Callable[[str], None]) -> dict:
+    """The chief's end of the run: the trained model outside the strategy (predict and save
+    need no cluster), with the optimizer's state (step count, momentum) as the
+    single-machine model.keras has it, scored and written like a single-machine run."""
+    (x_train, y_train), (x_test, y_test) = train_data, test_data
+    final = create_model(config, steps)
+    final.set_weights(state.model.get_weights())
     final.optimizer.build(final.trainable_variables)
-    for mine, trained in zip(final.optimizer.variables, model.optimizer.variables, strict=True):
+    for mine, trained in zip(final.optimizer.variables, state.model.optimizer.variables,
+                             strict=True):
         mine.assign(trained.value)
     test_loss, test_acc, predicted = training.evaluate(final, x_test, y_test)
     _, train_acc, _ = training.evaluate(final, x_train, y_train)
     log(f"final model: train accuracy {100 * train_acc:.2f}%, test accuracy {100 * test_acc:.2f}%")
-    results = training.results_dict(config, final, history, test_loss, test_acc, train_acc,
-                                    precision, strategy, workers=workers)
-    training.write_outputs(model_dir, final, history, results, x_test, y_test, predicted)
+    results = records.results_dict(config, final, state.history, (test_loss, test_acc, train_acc),
+                                   precision, training.strategy_name(strategy),
+                                   strategy.num_replicas_in_sync, workers=workers)
+    training.write_outputs(model_dir, final, state.history, results, x_test, y_test, predicted)
     shutil.rmtree(os.path.join(model_dir, training.BACKUP_DIR), ignore_errors=True)
     return results
 
@@ -217,8 +269,7 @@ def weights_fingerprint(model: keras.Model) -> str:
     return digest.hexdigest()[:16]
 
 
-def _evaluate(predict, images, labels, batch_size: int = 1000) -> tuple[float, float]:
-    probs = np.concatenate([predict(images[i:i + batch_size, :, :, None]).numpy()
-                            for i in range(0, len(images), batch_size)])
-    loss = float(keras.losses.sparse_categorical_crossentropy(labels, probs).numpy().mean())
-    return loss, float(np.mean(probs.argmax(axis=1) == labels))
+def batched(predict, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """predict() over `images` [n, 28, 28] in batches, concatenated."""
+    return np.concatenate([predict(images[i:i + batch_size, :, :, None]).numpy()
+                           for i in range(0, len(images), batch_size)])

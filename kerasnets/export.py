@@ -17,7 +17,7 @@ all preprocessing in the graph:
  -> classes        int64   [batch]
     probabilities  float32 [batch, 10]   (float32 also for mixed-precision models)
 
-Usage: kerasnets-export --model_dir=runs/default --export_base=savedmodels/mnist
+The command line is kerasnets-export (kerasnets.cli.export).
 """
 
 from __future__ import annotations
@@ -26,17 +26,17 @@ import errno
 import os
 import re
 import shutil
-import sys
 import tempfile
-from typing import Sequence
 
-from absl import app, flags, logging
-
-from kerasnets import fileio
+from kerasnets import errors, fileio
 
 SIGNATURE = "serving_default"
 INPUT_NAME = "images"
 _VERSION = re.compile(r"^[0-9]+$")
+
+
+class VersionExistsError(errors.KerasnetsError, FileExistsError):
+    """The version asked for exists: versions are never overwritten."""
 
 
 def versions(export_base: str) -> list[int]:
@@ -65,17 +65,6 @@ def tf_logger_quiet() -> None:
     import tensorflow as tf
 
     tf.get_logger().setLevel("WARNING")
-
-
-def register_export_base_validator(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """--export_base (kerasnets-export and kerasnets-train) must be a place for versions."""
-
-    @flags.validator("export_base", flag_values=flag_values)
-    def _export_base_is_writable(value) -> bool:
-        problem = value and export_base_problem(value)
-        if problem:
-            raise flags.ValidationError(f"--export_base: {problem}")
-        return True
 
 
 def serving_archive(model):
@@ -107,7 +96,7 @@ def serving_archive(model):
 def export_savedmodel(model, export_base: str, version: int | None = None) -> str:
     """Writes `model` as version `version` (default: next free) of `export_base`; returns its path.
 
-    Raises FileExistsError if that version exists (versions are never replaced), and
+    Raises VersionExistsError if that version exists (versions are never replaced), and
     models.NotAnMnistModelError (before writing anything) for a model that does not
     take 28x28 images or does not output 10 classes. Exports running at the same time
     into one `export_base` get distinct versions: the number is taken when the finished
@@ -122,11 +111,11 @@ def export_savedmodel(model, export_base: str, version: int | None = None) -> st
     export_base = os.path.abspath(export_base)
     os.makedirs(export_base, exist_ok=True)
     if version is not None and os.path.exists(os.path.join(export_base, str(version))):
-        raise FileExistsError(f"{os.path.join(export_base, str(version))} exists; versions are "
+        raise VersionExistsError(f"{os.path.join(export_base, str(version))} exists; versions are "
                               "never overwritten")
     scratch = tempfile.mkdtemp(prefix=".export-tmp-", dir=export_base)
     try:
-        serving_archive(model).write_out(scratch, verbose=False)
+        write_archive(model, scratch)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(scratch, 0o777 & ~umask)  # mkdtemp makes 0700; a server may run as another user
@@ -138,10 +127,23 @@ def export_savedmodel(model, export_base: str, version: int | None = None) -> st
             if _rename_unless_taken(scratch, target):
                 return target
             if version is not None:
-                raise FileExistsError(f"{target} exists; versions are never overwritten")
+                raise VersionExistsError(f"{target} exists; versions are never overwritten")
     finally:
         if os.path.exists(scratch):
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def write_archive(model, directory: str) -> None:
+    """The SavedModel of `model` into `directory`; errors.DiskFullError when the disk fills
+    (TensorFlow's file system reports it as its own error, with the OS's message)."""
+    import tensorflow as tf
+
+    try:
+        serving_archive(model).write_out(directory, verbose=False)
+    except (OSError, tf.errors.OpError) as e:  # TensorFlow's writer reports the OS's error
+        if errors.is_disk_full(e):
+            raise errors.disk_full(e, os.path.dirname(directory), "the SavedModel") from None
+        raise
 
 
 def signature_problem(signatures) -> str | None:
@@ -177,67 +179,3 @@ def _rename_unless_taken(source: str, target: str) -> bool:
             return False
         raise
     return True
-
-
-# --- kerasnets-export -----------------------------------------------------------------
-
-FLAGS = flags.FLAGS
-
-
-def main(argv: Sequence[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from kerasnets import models
-
-    logging.set_verbosity(logging.WARNING)  # SavedModel writing logs each step at INFO
-    tf_logger_quiet()
-    model_path = os.path.join(FLAGS.model_dir, "model.keras")
-    try:
-        model = models.load_model(model_path)
-    except models.NotAnMnistModelError as e:
-        print(f"kerasnets-export: error: {e}", file=sys.stderr)
-        return 1
-    except Exception as e:  # noqa: BLE001 -- any unreadable model: one line, not a traceback
-        print(f"kerasnets-export: error: cannot load {model_path}: {e}", file=sys.stderr)
-        return 1
-    try:
-        path = export_savedmodel(model, FLAGS.export_base, FLAGS.version or None)
-    except FileExistsError as e:
-        print(f"kerasnets-export: error: {e}", file=sys.stderr)
-        return 1
-    print(f"exported {model_path} to {path} (signature {SIGNATURE}: "
-          f"{INPUT_NAME} uint8 [batch, 28, 28] -> classes int64, probabilities float32)")
-    return 0
-
-
-def define_flags() -> None:
-    flags.DEFINE_string("model_dir", None, "A kerasnets-train run directory (holding model.keras).")
-    flags.DEFINE_string("export_base", None,
-                        "Directory of numbered versions, e.g. savedmodels/mnist.")
-    flags.DEFINE_integer("version", 0, "Version to write (0 = next free; existing ones are "
-                         "never overwritten).", lower_bound=0)
-    flags.mark_flags_as_required(["model_dir", "export_base"])
-    flags.register_validator(
-        "model_dir", lambda v: v is None or os.path.isfile(os.path.join(v, "model.keras")),
-        "--model_dir must be a kerasnets-train run directory holding model.keras")
-    register_export_base_validator()
-
-    @flags.multi_flags_validator(["export_base", "version"])
-    def _version_is_new(values) -> bool:
-        if values["version"] and values["export_base"]:
-            target = os.path.join(values["export_base"], str(values["version"]))
-            if os.path.exists(target):
-                raise flags.ValidationError(f"--version: {os.path.abspath(target)} exists; "
-                                            "versions are never overwritten (omit --version "
-                                            "for the next free one)")
-        return True
-
-
-def run():
-    """Console-script entry point (kerasnets-export)."""
-    define_flags()
-    app.run(main)
-
-
-if __name__ == "__main__":
-    run()

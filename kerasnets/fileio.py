@@ -13,6 +13,8 @@ import shutil
 import tempfile
 from typing import Iterator
 
+from kerasnets.errors import KerasnetsError
+
 
 def output_dir_problem(path: str, overwrite: bool) -> str | None:
     """Why `path` cannot receive a command's outputs, or None if it can.
@@ -93,7 +95,7 @@ def atomic_file(path: str, mode: str = "w") -> Iterator:
             os.unlink(tmp)
 
 
-class DirectoryInUseError(RuntimeError):
+class DirectoryInUseError(KerasnetsError, RuntimeError):
     """Another live process holds the directory's lock."""
 
 

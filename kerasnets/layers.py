@@ -1,15 +1,16 @@
 """The one custom layer: BatchNormalization computed by TensorFlow's fused kernel.
 
 Keras 3's BatchNormalization computes moments, normalisation and the moving
-averages as separate elementwise ops; on a 2-core CPU that made the course's
-network train about 25-40 % slower than the same network in PyTorch, whose
-batch norm is one fused kernel (`kerasnets-bench --what=train --compare_torch`,
-README). `FusedBatchNorm` is the same layer — same weights, same config, same
+averages as separate elementwise ops; on a CPU that made the course's network
+train markedly slower than the same network in PyTorch, whose batch norm is one
+fused kernel (`kerasnets-bench --what=train --compare_torch`; figures in
+docs/performance.md). `FusedBatchNorm` is the same layer — same weights, same config, same
 saved form — whose forward pass on 4-D NHWC inputs is the single
 `FusedBatchNormV3` op; other inputs use the Keras implementation.
 
 Under a tf.distribute strategy the moving statistics are averaged over the
-replicas (each computes them on its own batch). One deliberate difference from Keras: the moving variance is updated with the unbiased
+replicas (each computes them on its own batch). One deliberate difference from
+Keras: the moving variance is updated with the unbiased
 batch variance (n / (n - 1) correction), as FusedBatchNormV3 — and PyTorch, the
 course's framework — do; Keras's own layer uses the biased one.
 

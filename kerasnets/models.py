@@ -16,18 +16,18 @@ Non-trainable weights (BatchNorm's moving statistics, the fixed blur of
 
 from __future__ import annotations
 
+import json
 import os
+import zipfile
 
 import keras
 from keras import layers
 
+from kerasnets.errors import KerasnetsError
 from kerasnets.layers import FusedBatchNorm
 
 MEAN, STD = 0.1307, 0.3081  # of MNIST training pixels on the 0..1 scale
 INPUT_SHAPE = (28, 28, 1)
-# The batch-norm layer class of every builder; kerasnets-bench --batchnorm=keras swaps in
-# Keras's own to measure what the fused kernel gains.
-BATCH_NORM = FusedBatchNorm
 
 
 def normalize() -> layers.Layer:
@@ -39,17 +39,18 @@ def probabilities() -> layers.Layer:
     return layers.Activation("softmax", dtype="float32", name="probabilities")
 
 
-def batch_norm() -> layers.Layer:
-    """BatchNorm (one fused kernel: kerasnets.layers) with PyTorch's defaults, the course's
-    framework: running statistics updated with weight 0.1 (Keras momentum 0.9), eps 1e-5.
-    Keras's own 0.99 lags far behind on short runs: a model trained for a few hundred
-    steps would evaluate with stale statistics."""
-    return BATCH_NORM(momentum=0.9, epsilon=1e-5)
+def batch_norm(layer_class: type = FusedBatchNorm) -> layers.Layer:
+    """BatchNorm (by default one fused kernel: kerasnets.layers; kerasnets-bench passes
+    keras.layers.BatchNormalization to measure what that gains) with PyTorch's defaults,
+    the course's framework: running statistics updated with weight 0.1 (Keras momentum
+    0.9), eps 1e-5. Keras's own 0.99 lags far behind on short runs: a model trained for a
+    few hundred steps would evaluate with stale statistics."""
+    return layer_class(momentum=0.9, epsilon=1e-5)
 
 
-def conv_bn_relu(filters: int, kernel: int = 3) -> list[layers.Layer]:
-    """Conv (valid padding; no bias: BatchNorm's beta is the bias) → BatchNorm → ReLU."""
-    return [layers.Conv2D(filters, kernel, use_bias=False), batch_norm(), layers.ReLU()]
+def conv_bn_relu(filters: int, bn: type = FusedBatchNorm) -> list[layers.Layer]:
+    """3x3 conv (valid padding; no bias: BatchNorm's beta is the bias) → BatchNorm → ReLU."""
+    return [layers.Conv2D(filters, 3, use_bias=False), batch_norm(bn), layers.ReLU()]
 
 
 def blur_pool() -> list[layers.Layer]:
@@ -79,48 +80,47 @@ def space_to_depth() -> list[layers.Layer]:
             layers.Reshape((14, 14, 4), name="space_to_depth")]
 
 
-def seed_model() -> keras.Sequential:
+def seed_model(bn: type = FusedBatchNorm) -> keras.Sequential:
     """The course's network: 3x3 valid convs with bias, each followed by ReLU then BatchNorm."""
     return keras.Sequential([
         keras.Input(INPUT_SHAPE, name="images"),
         normalize(),
-        layers.Conv2D(16, 3, activation="relu"), batch_norm(),   # 26x26
-        layers.Conv2D(16, 3, activation="relu"), batch_norm(),   # 24x24
+        layers.Conv2D(16, 3, activation="relu"), batch_norm(bn),   # 26x26
+        layers.Conv2D(16, 3, activation="relu"), batch_norm(bn),   # 24x24
         layers.MaxPooling2D(2), layers.Dropout(0.2),                            # 12x12
-        layers.Conv2D(16, 3, activation="relu"), batch_norm(),   # 10x10
+        layers.Conv2D(16, 3, activation="relu"), batch_norm(bn),   # 10x10
         layers.Dropout(0.2),
-        layers.Conv2D(16, 3, activation="relu"), batch_norm(),   # 8x8
+        layers.Conv2D(16, 3, activation="relu"), batch_norm(bn),   # 8x8
         layers.Dropout(0.2),
-        layers.Conv2D(64, 3, activation="relu"), batch_norm(),   # 6x6
+        layers.Conv2D(64, 3, activation="relu"), batch_norm(bn),   # 6x6
         layers.GlobalAveragePooling2D(), layers.Dropout(0.1),
-        layers.Dense(32, activation="relu"), batch_norm(), layers.Dropout(0.1),
+        layers.Dense(32, activation="relu"), batch_norm(bn), layers.Dropout(0.1),
         layers.Dense(10),
         probabilities(),
     ], name="seed")
 
 
-def five_block_model(widths: tuple[int, int, int, int, int], name: str) -> keras.Sequential:
+def five_block_model(widths: tuple[int, int, int, int, int], name: str,
+                     bn: type = FusedBatchNorm) -> keras.Sequential:
     """Our design: five conv-BN-ReLU blocks, two anti-aliased max-pools (`blur_pool`), GAP,
     one small dense.
 
     The second pool (before the last block) lets each of the last block's features
-    see the whole digit (24x24 pixels with plain max-pools) instead of 18x18: at the
-    same parameters it gained `default` 0.03-0.09 % test accuracy, and `wide` its best
-    runs (with peak lr 0.2) — docs/experiments.md, runs 49-50 and 66. Blurring before
-    subsampling (`blur_pool`) made both meet their targets at 8 of seeds 0-7 instead of
-    5, with a higher final train accuracy at every seed (runs 203-210, 216-223).
+    see the whole digit instead of an 18x18 patch; blurring before subsampling
+    (`blur_pool`) keeps the pooled features steady under one-pixel shifts. What each
+    gained is measured in docs/experiments.md.
     """
     c1, c2, c3, c4, c5 = widths
     return keras.Sequential([
         keras.Input(INPUT_SHAPE, name="images"),
         normalize(),
-        *conv_bn_relu(c1),                       # 26x26, receptive field 3
-        *conv_bn_relu(c2),                       # 24x24, 5
+        *conv_bn_relu(c1, bn),                       # 26x26, receptive field 3
+        *conv_bn_relu(c2, bn),                       # 24x24, 5
         *blur_pool(),                            # 12x12, 8 (plain max-pools: 6)
-        *conv_bn_relu(c3),                       # 10x10, 12 (10)
-        *conv_bn_relu(c4),                       # 8x8, 16 (14)
+        *conv_bn_relu(c3, bn),                       # 10x10, 12 (10)
+        *conv_bn_relu(c4, bn),                       # 8x8, 16 (14)
         *blur_pool(),                            # 4x4, 22 (16)
-        *conv_bn_relu(c5),                       # 2x2, 30 (24)
+        *conv_bn_relu(c5, bn),                       # 2x2, 30 (24)
         layers.GlobalAveragePooling2D(),
         layers.Dense(10),
         probabilities(),
@@ -130,37 +130,35 @@ def five_block_model(widths: tuple[int, int, int, int, int], name: str) -> keras
 DEFAULT_WIDTHS = (8, 16, 16, 16, 12)  # default's channels per block
 
 
-def default_model() -> keras.Sequential:
+def default_model(bn: type = FusedBatchNorm) -> keras.Sequential:
     """Compact: 7,826 trainable parameters."""
-    return five_block_model(DEFAULT_WIDTHS, "default")
+    return five_block_model(DEFAULT_WIDTHS, "default", bn)
 
 
-def wide_model() -> keras.Sequential:
+def wide_model(bn: type = FusedBatchNorm) -> keras.Sequential:
     """default's design at 1.5x the width, the last block wider: 19,630 trainable parameters."""
-    return five_block_model((12, 24, 24, 24, 28), "wide")
+    return five_block_model((12, 24, 24, 24, 28), "wide", bn)
 
 
-def fast_model() -> keras.Sequential:
+def fast_model(bn: type = FusedBatchNorm) -> keras.Sequential:
     """Built for a trustworthy 99.4 % in seconds (flags/fast.flags): 19,370 trainable
     parameters, none of them at full resolution.
 
-    On 2 cores a step of `default` spends most of its time in its first two convs at
+    On a CPU a step of `default` spends most of its time in its first two convs at
     26x26 and 24x24 (memory-bound BatchNorm and ReLU passes over the largest feature
     maps). Here a space-to-depth stem hands 14x14x4 to the first conv, which sees 6x6
-    pixels at stride 2, and the budget goes to width instead: in alternating runs four
-    epochs of this model took 22 s where three of `default`'s design (plain max-pools)
-    took 30-33 s, and ended as high over seeds 0-4 (99.43 +/- 0.03 % against 99.42 +/-
-    0.04 %; docs/experiments.md, runs 253-261).
+    pixels at stride 2, and the budget goes to width instead (timings and accuracies
+    against `default`: docs/experiments.md).
     """
     return keras.Sequential([
         keras.Input(INPUT_SHAPE, name="images"),
         normalize(),
         *space_to_depth(),                       # 14x14x4, receptive field 2
-        *conv_bn_relu(16),                       # 12x12, 6
-        *conv_bn_relu(32),                       # 10x10, 10
+        *conv_bn_relu(16, bn),                       # 12x12, 6
+        *conv_bn_relu(32, bn),                       # 10x10, 10
         *max_pool(),                             # 5x5, 12
-        *conv_bn_relu(32),                       # 3x3, 20
-        *conv_bn_relu(16),                       # 1x1, 28: the whole digit
+        *conv_bn_relu(32, bn),                       # 3x3, 20
+        *conv_bn_relu(16, bn),                       # 1x1, 28: the whole digit
         layers.GlobalAveragePooling2D(),
         layers.Dense(10),
         probabilities(),
@@ -170,11 +168,13 @@ def fast_model() -> keras.Sequential:
 BUILDERS = {"seed": seed_model, "default": default_model, "wide": wide_model, "fast": fast_model}
 
 
-def build_model(name: str) -> keras.Sequential:
-    """A fresh, uncompiled model: 'seed', 'default', 'wide' or 'fast'."""
+def build_model(name: str, batch_norm_class: type = FusedBatchNorm) -> keras.Sequential:
+    """A fresh, uncompiled model: 'seed', 'default', 'wide' or 'fast', its BatchNorm layers
+    of `batch_norm_class` (ours, fused, by default; keras.layers.BatchNormalization to
+    compare)."""
     if name not in BUILDERS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(BUILDERS)}")
-    return BUILDERS[name]()
+    return BUILDERS[name](batch_norm_class)
 
 
 def count_params(model: keras.Model) -> tuple[int, int]:
@@ -184,7 +184,15 @@ def count_params(model: keras.Model) -> tuple[int, int]:
     return trainable, frozen
 
 
-class NotAnMnistModelError(ValueError):
+class ModelFileError(KerasnetsError, ValueError):
+    """A model file that cannot be read: missing, not a .keras file, corrupt or unsafe."""
+
+
+class ModelFileNotFoundError(ModelFileError, FileNotFoundError):
+    """The model file does not exist."""
+
+
+class NotAnMnistModelError(KerasnetsError, ValueError):
     """A model that does not take 28x28 grey images or does not output 10 classes."""
 
 
@@ -217,21 +225,47 @@ def _batch_shape(shape: tuple) -> str:
     return "(" + ", ".join("batch" if d is None else str(d) for d in shape) + ")"
 
 
+def saved_policy(path: str) -> str | None:
+    """The dtype policy a `.keras` file's model was saved with (e.g. "mixed_float16"), or
+    None when the file does not say."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None  # keras.saving.load_model reports what is wrong with the file
+    dtype = (config.get("config") or {}).get("dtype")
+    if isinstance(dtype, dict):
+        dtype = (dtype.get("config") or {}).get("name")
+    return dtype if dtype in ("float32", "mixed_float16", "mixed_bfloat16") else None
+
+
 def load_model(path: str, compile: bool = True) -> keras.Model:
     """Loads a `.keras` file written by kerasnets (or any Keras 3 code) with safe_mode=True.
 
-    Our models use only built-in Keras layers, so nothing needs unsafe
-    deserialisation (no lambdas, no pickled code). The model accepts raw 0..255
+    Our models use built-in Keras layers and one registered layer of ours
+    (kerasnets.layers.FusedBatchNorm, imported with this module), so nothing needs
+    unsafe deserialisation (no lambdas, no pickled code). The model accepts raw 0..255
     images of shape [batch, 28, 28, 1]; with `compile` (default) it keeps its
     optimizer and loss, ready for `fit` (fine-tuning). A model that is not an MNIST
-    classifier (other input or output shape) raises NotAnMnistModelError.
+    classifier (other input or output shape) raises NotAnMnistModelError, a file that
+    cannot be read ModelFileError.
     """
     if not str(path).endswith(".keras"):
-        raise ValueError(f"{path}: not a .keras file (for a SavedModel directory use "
-                         "tf.saved_model.load or keras.layers.TFSMLayer)")
+        raise ModelFileError(f"{path}: not a .keras file (for a SavedModel directory use "
+                             "tf.saved_model.load or keras.layers.TFSMLayer)")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    model = keras.saving.load_model(path, compile=compile, safe_mode=True)
+        raise ModelFileNotFoundError(f"{path}: no such file")
+    policy = keras.mixed_precision.global_policy()
+    try:
+        # Under the policy it was saved with: Keras's Sequential.from_config builds the
+        # model under the global policy, and a mixed_float16 model built under float32
+        # compiles without its LossScaleOptimizer and drops the saved optimizer state.
+        keras.mixed_precision.set_global_policy(saved_policy(path) or policy)
+        model = keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as e:
+        raise ModelFileError(f"cannot load {path}: {e}") from None
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
     problem = mnist_model_problem(model)
     if problem:
         raise NotAnMnistModelError(

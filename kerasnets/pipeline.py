@@ -1,6 +1,7 @@
 """The tf.data input pipeline for MNIST: seeded, epoch-addressable, batched augmentation.
 
-Design (measured with `kerasnets-bench --what=input`):
+Design (each choice measured with `kerasnets-bench --what=input`; figures in
+docs/performance.md):
 
 * The uint8 arrays live in memory as tensors (that *is* the cache); an epoch is a
   seeded permutation of indices, batched, and each batch is one `tf.gather`, so
@@ -15,11 +16,9 @@ Design (measured with `kerasnets-bench --what=input`):
   optional scale) with `ImageProjectiveTransformV3`, the kernel Keras's own
   RandomRotation uses, driven by stateless random numbers, so it is
   deterministic whatever the parallelism; the result is rounded back to uint8.
-* Fixed parallelism, tf.data's autotuning off. With autotuning, about one training
-  process in four on a 2-core VM ran at half speed for its whole life (5,790
-  images/s instead of 11,000, one core idle, whatever the model); with two batches
-  prepared in parallel and two prefetched, 38 of 38 ran at full speed
-  (docs/performance.md).
+* Fixed parallelism, tf.data's autotuning off: with autotuning, some training
+  processes on a small CPU settled at half speed for their whole life (one core
+  idle); a fixed number of batches prepared in parallel and prefetched did not.
 """
 
 from __future__ import annotations

@@ -1,24 +1,33 @@
-"""Pictures of runs, drawn with matplotlib's file-only Agg backend (no display needed)."""
+"""Pictures of runs, drawn on matplotlib Figures of their own (no pyplot, no display).
+
+Each picture is a `matplotlib.figure.Figure` rendered straight to PNG by the Agg
+canvas, so drawing one neither needs a display nor changes matplotlib's global
+backend or pyplot's figure list for the program that imports kerasnets.
+"""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+def subplots(*args, **kwargs):
+    """(figure, axes) like pyplot.subplots, on a Figure that pyplot does not track."""
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def save_figure(fig, path: str) -> None:
-    """Saves `fig` as PNG to `path` and closes it."""
+    """Saves `fig` as PNG to `path` (a path or a binary file)."""
     fig.savefig(path, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
 
 
 def plot_lr_sweep(runs: Sequence, path: str, log_scale: bool = True) -> None:
     """E_total against step, one labelled line per learning rate (backprop.Run objects)."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = subplots(figsize=(7.5, 4.5))
     for run in runs:
         e = run.column("E_total")
         ax.plot(run.column("step"), e, label=f"lr = {run.lr:g}  (final {e[-1]:.4f})")
@@ -37,7 +46,7 @@ def plot_digits(images, labels, path_or_file, title: str, predicted=None, column
     n = len(images)
     rows = max(1, -(-n // columns))
     height = 1.15 if predicted is None else 1.4  # two title lines with a prediction
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.0, rows * height + 0.4),
+    fig, axes = subplots(rows, columns, figsize=(columns * 1.0, rows * height + 0.4),
                              squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -54,7 +63,7 @@ def plot_curves(history, path_or_file) -> None:
     """Loss and accuracy per epoch, train and test (rows of history.csv)."""
     epochs = [h["epoch"] for h in history]
     nan = float("nan")  # epochs without a test pass (--eval_every) are gaps
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_acc) = subplots(1, 2, figsize=(10, 4))
     for split in ("train", "test"):
         loss = [nan if h[f"{split}_loss"] is None else h[f"{split}_loss"] for h in history]
         accuracy = [nan if h[f"{split}_accuracy"] is None else 100 * h[f"{split}_accuracy"]
@@ -81,7 +90,7 @@ def plot_misclassified(images, labels, predicted, path_or_file, limit: int = 40)
 
 def plot_seeds(rows, target: float, path_or_file) -> None:
     """Each seed's last three test accuracies (kerasnets-sweep rows) against the target."""
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(rows) + 2), 4))
+    fig, ax = subplots(figsize=(max(5.0, 0.6 * len(rows) + 2), 4))
     for k, row in enumerate(rows):
         accuracies = [100 * a for a in row["last_three"]]
         colour = "tab:blue" if row["meets_target"] else "tab:red"
@@ -104,7 +113,7 @@ def plot_confusion(labels, predicted, path_or_file) -> None:
     np.add.at(matrix, (labels.astype(int), predicted.astype(int)), 1)
     off = matrix.astype(float)
     np.fill_diagonal(off, np.nan)
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    fig, ax = subplots(figsize=(6.5, 5.5))
     im = ax.imshow(off, cmap="Reds")
     for i in range(10):
         for j in range(10):

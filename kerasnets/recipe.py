@@ -1,22 +1,19 @@
-"""What defines a training run, free of TensorFlow: the config, its flags, the compiled model.
+"""What defines a training run, free of TensorFlow: the config, the named recipes, the
+compiled model.
 
-`TrainConfig` holds every value of a run as plain data; `define_flags()` declares
-the matching absl flags with their validators (kerasnets-train and
-kerasnets.bench_gpu both read the same flagfiles through them); `create_model()`
-builds and compiles the named architecture with the run's optimizer and
-schedule. Nothing here imports TensorFlow, so the same recipe also runs on
-Keras's JAX backend (the GPU figures in README: kerasnets.bench_gpu).
+`TrainConfig` holds every value of a run as plain data (kerasnets.cli.recipe_flags
+declares one flag per field); the named recipes are the flagfiles of the top-level
+flags/ directory, shipped in the wheel as `kerasnets.recipes`; `create_model()`
+builds and compiles the named architecture with the run's optimizer and schedule.
+Nothing here imports TensorFlow, so the same recipe also runs on Keras's JAX
+backend (kerasnets.bench.jax_backend), and Keras is imported only to build a model,
+so every command can read its recipe before (or without) loading Keras.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
-
-import keras
-from absl import flags
-
-from kerasnets import models
+import importlib.resources
 
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")  # multiworker: kerasnets.distributed
@@ -55,85 +52,46 @@ class TrainConfig:
     stop_at_accuracy: float = 0.0  # stop after the first tested epoch at or above it; 0 = never
 
 
-def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """One absl flag per TrainConfig field, with its range checked by a validator."""
-    d, fv = TrainConfig(), dict(flag_values=flag_values)
-    flags.DEFINE_enum("model", d.model, list(models.BUILDERS), "Architecture (kerasnets.models).", **fv)
-    flags.DEFINE_integer("epochs", d.epochs, "Epochs to train (1..1000).", lower_bound=1,
-                         upper_bound=1000, **fv)
-    flags.DEFINE_integer("batch_size", d.batch_size, "Global batch size (1..8192).",
-                         lower_bound=1, upper_bound=8192, **fv)
-    flags.DEFINE_enum("optimizer", d.optimizer, list(OPTIMIZERS), "sgd (with momentum) or adamw.", **fv)
-    flags.DEFINE_float("learning_rate", d.learning_rate, "Peak learning rate (> 0).", **fv)
-    flags.DEFINE_float("momentum", d.momentum, "SGD momentum, 0..<1.", lower_bound=0.0, **fv)
-    flags.DEFINE_bool("nesterov", d.nesterov, "Nesterov momentum for --optimizer=sgd.", **fv)
-    flags.DEFINE_float("weight_decay", d.weight_decay, "Decoupled weight decay (>= 0).",
-                       lower_bound=0.0, **fv)
-    flags.DEFINE_enum("schedule", d.schedule, list(SCHEDULES),
-                      "constant, or cosine: linear warm-up then cosine decay to 0.", **fv)
-    flags.DEFINE_float("warmup_epochs", d.warmup_epochs, "Warm-up length for --schedule=cosine.",
-                       lower_bound=0.0, **fv)
-    flags.DEFINE_bool("augment", d.augment, "Random rotation/shift/scale of training images.", **fv)
-    flags.DEFINE_float("rotation", d.rotation, "Max rotation in degrees (0..180).", lower_bound=0.0,
-                       upper_bound=180.0, **fv)
-    flags.DEFINE_float("shift", d.shift, "Max shift in pixels (0..14).", lower_bound=0.0,
-                       upper_bound=14.0, **fv)
-    flags.DEFINE_float("scale", d.scale, "Max relative scale change (0..0.5).", lower_bound=0.0,
-                       upper_bound=0.5, **fv)
-    flags.DEFINE_integer("clean_epochs", d.clean_epochs, "With --augment: train the last N epochs "
-                         "on unaugmented images (0 = augment every epoch).", lower_bound=0, **fv)
-    flags.DEFINE_enum("precision", d.precision, list(PRECISIONS),
-                      "auto = mixed_float16 on a GPU, float32 on CPU; the softmax is always float32.",
-                      **fv)
-    flags.DEFINE_enum("strategy", d.strategy, list(STRATEGIES),
-                      "tf.distribute strategy: auto (mirrored on several GPUs), default, mirrored, "
-                      "multiworker (TF_CONFIG; see README).", **fv)
-    flags.DEFINE_integer("seed", d.seed, "Random seed (>= 0).", lower_bound=0, **fv)
-    flags.DEFINE_bool("deterministic", d.deterministic,
-                      "Deterministic ops (identical reruns on CPU).", **fv)
-    flags.DEFINE_integer("steps_per_execution", d.steps_per_execution,
-                         "Batches per compiled call (1..1000); more means fewer Python round trips.",
-                         lower_bound=1, upper_bound=1000, **fv)
-    flags.DEFINE_integer("intra_op_threads", d.intra_op_threads,
-                         "Threads per TensorFlow op (0 = all cores; 1 measured fastest for batch 32 "
-                         "on 2 cores, see README).", lower_bound=0, upper_bound=1024, **fv)
-    flags.DEFINE_integer("train_examples", d.train_examples,
-                         "Use the first N training images (0 = all).", lower_bound=0,
-                         upper_bound=60000, **fv)
-    flags.DEFINE_integer("test_examples", d.test_examples, "Use the first N test images (0 = all).",
-                         lower_bound=0, upper_bound=10000, **fv)
-    flags.DEFINE_integer("eval_every", d.eval_every, "A test pass every N epochs (0 = only "
-                         "the final model's, which always runs; 0..1000). Fewer passes, "
-                         "faster runs.", lower_bound=0, upper_bound=1000, **fv)
-    flags.DEFINE_float("stop_at_accuracy", d.stop_at_accuracy, "Stop after the first tested "
-                       "epoch whose test accuracy reaches this (0..1; 0 = train every epoch). "
-                       "The schedule stays that of --epochs: the run is the full run cut short.",
-                       lower_bound=0.0, upper_bound=1.0, **fv)
-    flags.register_multi_flags_validator(
-        ["stop_at_accuracy", "eval_every", "strategy"],
-        lambda v: not v["stop_at_accuracy"] or (v["eval_every"] and v["strategy"] != "multiworker"),
-        "--stop_at_accuracy needs test passes (--eval_every >= 1) and a single-process run "
-        "(not --strategy=multiworker)", **fv)
-    flags.register_multi_flags_validator(
-        ["eval_every", "strategy"],
-        lambda v: v["eval_every"] == 1 or v["strategy"] != "multiworker",
-        "--eval_every must be 1 with --strategy=multiworker (its loop tests every epoch)", **fv)
-    flags.register_validator("learning_rate", lambda v: 0 < v < float("inf"),
-                             "--learning_rate must be a finite number > 0", **fv)
-    flags.register_validator("momentum", lambda v: 0 <= v < 1, "--momentum must be in [0, 1)", **fv)
-    flags.register_multi_flags_validator(
-        ["clean_epochs", "epochs"], lambda v: v["clean_epochs"] < v["epochs"],
-        "--clean_epochs must be smaller than --epochs (at least one epoch is augmented)", **fv)
+FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+MNIST_RECIPES = ("default", "fast", "seed", "smoke", "wide")
+RECIPE_PACKAGE = "kerasnets.recipes"  # the top-level flags/ directory, shipped in the wheel
 
 
-def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> TrainConfig:
-    """The parsed flags of define_flags() as a TrainConfig."""
-    return TrainConfig(**{f.name: flag_values[f.name].value for f in dataclasses.fields(TrainConfig)})
+def names(kind: str = "mnist") -> tuple[str, ...]:
+    """The recorded recipes: the MNIST trainings, or ("toynet",) for the backprop workbench."""
+    return MNIST_RECIPES if kind == "mnist" else ("toynet",)
 
 
-def create_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
-    """A compiled model: the named architecture, optimizer, schedule and loss."""
-    model = models.build_model(config.model)
+def recipe_path(name: str) -> str:
+    """The flagfile of recipe `name` (flags/<name>.flags in the checkout, kerasnets/recipes/
+    in an installed wheel); ValueError listing the names for an unknown one."""
+    if name not in MNIST_RECIPES + names("toynet"):
+        raise ValueError(f"unknown recipe {name!r}; the recipes are "
+                         f"{', '.join(MNIST_RECIPES + names('toynet'))}")
+    return str(importlib.resources.files(RECIPE_PACKAGE).joinpath(f"{name}.flags"))
+
+
+def as_flags(config: TrainConfig) -> list[str]:
+    """Every field of `config` as a kerasnets-train flag: a command line that trains exactly
+    this config whatever recipe it starts from."""
+    out = []
+    for name in FIELDS:
+        value = getattr(config, name)
+        out.append(f"--{name}" if value is True else f"--no{name}" if value is False
+                   else f"--{name}={value!r}" if isinstance(value, float) else f"--{name}={value}")
+    return out
+
+
+def create_model(config: TrainConfig, steps_per_epoch: int,
+                 batch_norm_class: type | None = None):
+    """A compiled model: the named architecture (its BatchNorm layers of `batch_norm_class`,
+    default ours), optimizer, schedule and loss."""
+    import keras
+
+    from kerasnets import models
+
+    model = (models.build_model(config.model, batch_norm_class) if batch_norm_class
+             else models.build_model(config.model))
     lr = config.learning_rate
     if config.schedule == "cosine":
         warmup = int(round(config.warmup_epochs * steps_per_epoch))
@@ -172,23 +130,14 @@ def course_line(loss: float, correct: int, total: int) -> str:
             f"({100.0 * correct / total:.2f}%)")
 
 
+def reaches(accuracy: float, target: float) -> bool:
+    """accuracy >= target, with accuracies as Keras stores them (float32: 9960/10000 is
+    0.99599999) compared at the resolution a test set can have (rounded to 1e-6)."""
+    return round(accuracy, 6) >= round(target, 6)
+
+
 def first_epoch_at(test_accuracies: list[float | None], level: float) -> int | None:
     """The first epoch (1-based) whose test accuracy reaches `level`, else None (epochs
     without a test pass, None, are skipped)."""
     return next((epoch for epoch, a in enumerate(test_accuracies, 1)
-                 if a is not None and a >= level), None)
-
-
-def flagfile_as_recipe(argv: Sequence[str]) -> list[str]:
-    """argv with --flagfile=F turned into --recipe=F, for commands (kerasnets-sweep,
-    kerasnets-bench) whose --flagfile names a kerasnets-train recipe to run rather than
-    flags of their own, which absl would otherwise read it as."""
-    out, args = [], iter(argv)
-    for arg in args:
-        if arg in ("--flagfile", "-flagfile"):
-            out.append(f"--recipe={next(args, '')}")
-        elif arg.startswith(("--flagfile=", "-flagfile=")):
-            out.append("--recipe=" + arg.split("=", 1)[1])
-        else:
-            out.append(arg)
-    return out
+                 if a is not None and reaches(a, level)), None)

@@ -6,7 +6,8 @@ flight keep the version they started with). `parse_predict_request` and
 `format_predict_response` implement TensorFlow Serving's REST `:predict` formats
 (row: "instances" -> "predictions"; columnar: "inputs" -> "outputs") for the
 kerasnets signature (images uint8 [batch, 28, 28] -> classes, probabilities).
-`kerasnets.serve` puts them behind HTTP.
+`load_classifier` is the same model as a plain function, for kerasnets-predict.
+`kerasnets.rest_api` puts them behind HTTP.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from typing import Any, Callable
 import numpy as np
 
 from kerasnets import export
+from kerasnets.errors import KerasnetsError
 
 SIGNATURE_METHOD = "tensorflow/serving/predict"
 
 
-class RequestError(ValueError):
+class RequestError(KerasnetsError, ValueError):
     """A request TensorFlow Serving would refuse: `status` is its HTTP status."""
 
     def __init__(self, message: str, status: int = 400):
@@ -120,6 +122,46 @@ class ModelWatcher:
     def _run(self) -> None:
         while not self._stop.wait(self.poll_seconds):
             self.poll()
+
+
+def load_classifier(path: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A function uint8 [batch, 28, 28] → float32 probabilities [batch, 10].
+
+    `path` is a SavedModel version directory, an export base (its highest
+    version is used) or a `.keras` file. Raises models.ModelFileError for one that
+    cannot be read and models.NotAnMnistModelError for another kind of model.
+    """
+    import tensorflow as tf
+
+    from kerasnets import models
+
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        path = export.latest_version_dir(path) or path
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        try:
+            signatures = tf.saved_model.load(path).signatures
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            raise models.ModelFileError(f"cannot load {path}: {e}") from None
+        problem = export.signature_problem(signatures)
+        if problem:
+            raise models.NotAnMnistModelError(f"{path} is not a kerasnets SavedModel: {problem}")
+        serve = signatures[export.SIGNATURE]
+        return lambda images: serve(**{export.INPUT_NAME: tf.constant(images)})["probabilities"].numpy()
+    model = models.load_model(path, compile=False)
+    channel = models.add_channel_axis(model)
+    return lambda images: np.asarray(
+        model(images[..., None] if channel else images, training=False), np.float32)
+
+
+def model_problem(path: str) -> str | None:
+    """Why `path` is not something load_classifier() takes, or None."""
+    if os.path.isfile(path):
+        return None if path.endswith(".keras") else f"{path} is a file but not a .keras model"
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "saved_model.pb")) or export.versions(path):
+            return None
+        return f"{path} holds neither saved_model.pb nor numbered SavedModel versions"
+    return f"{path} does not exist"
 
 
 # --- TensorFlow Serving's REST formats -----------------------------------------------

@@ -1,8 +1,8 @@
-"""Training the MNIST convnets: small functions over one TrainConfig, in flax's style.
+"""Training the MNIST convnets with Keras's fit: small functions over one TrainConfig.
 
   create_model(config, steps_per_epoch)   build + compile (kerasnets.recipe)
   train(config, data, model_dir)          fit with resume, NaN guard, outputs
-  evaluate(model, images, labels)         loss, accuracy, predictions
+  predict_probabilities(model, images)    softmax outputs (scored by kerasnets.records)
 
 Resume: after every epoch the full training state (model.keras with optimizer
 state, plus state.json with the history so far) is written into
@@ -14,23 +14,24 @@ the same batches and ends with the same history as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import random
 import shutil
 import sys
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasnets import fileio, models, pipeline
-from kerasnets.recipe import (  # noqa: F401  (the run's definition, re-exported: training.TrainConfig)
-    OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, TrainConfig, augmented_epochs, course_line,
-    create_model, first_epoch_at, select_examples)
+from kerasnets import errors, fileio, pipeline, records
+from kerasnets.recipe import (TrainConfig, augmented_epochs, create_model, reaches,
+                              select_examples)
 
 BACKUP_DIR = "backup"
 LOCK_FILE = ".lock"  # kerasnets-train holds it while it runs (fileio.exclusive_directory)
@@ -38,15 +39,8 @@ OUTPUT_FILES = ("model.keras", "history.csv", "results.json", "curves.png",
                 "misclassified.png", "confusion.png")
 
 
-class NanLossError(RuntimeError):
+class NanLossError(errors.KerasnetsError, RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-def resolve_precision(precision: str) -> str:
-    """auto → mixed_float16 on a GPU, float32 on CPU."""
-    if precision == "auto":
-        return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
-    return precision
 
 
 def set_threads(intra_op_threads: int) -> None:
@@ -56,27 +50,56 @@ def set_threads(intra_op_threads: int) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
 
 
+@contextlib.contextmanager
+def run_settings(config: TrainConfig) -> Iterator[str]:
+    """The process-wide settings a run needs, for the duration of the block; yields the
+    resolved precision.
+
+    Restored afterwards: Keras's dtype policy and the Python and NumPy random states.
+    Left as set, because TensorFlow offers no public way back: the threads per op
+    (fixed once its runtime starts), op determinism (it can only be enabled) and
+    TensorFlow's global seed (only later unseeded random ops see it).
+    """
+    set_threads(config.intra_op_threads)
+    policy = keras.mixed_precision.global_policy()
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    precision = records.resolve_precision(config.precision)
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        yield precision
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
 def create_strategy(name: str) -> tf.distribute.Strategy:
     if name == "mirrored" or (name == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 
 
-def device_description() -> str:
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return f"{len(gpus)} x GPU ({details.get('device_name', 'unknown')})"
-    return f"CPU ({os.cpu_count()} cores)"
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+    """The strategy's public name (MultiWorkerMirroredStrategy's class is
+    CollectiveAllReduceStrategy)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    return type(strategy).__name__
+
+
+def predict_probabilities(model: keras.Model, images: np.ndarray,
+                          batch_size: int = 1000) -> np.ndarray:
+    """The model's softmax outputs for uint8 images [n, 28, 28]."""
+    return model.predict(images.reshape(-1, 28, 28, 1), batch_size=batch_size, verbose=0)
 
 
 def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray,
              batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
     """(mean loss, accuracy, predicted classes) of `model` on the given examples."""
-    probs = model.predict(images.reshape(-1, 28, 28, 1), batch_size=batch_size, verbose=0)
-    loss = float(keras.losses.sparse_categorical_crossentropy(labels, probs).numpy().mean())
-    predicted = probs.argmax(axis=1)
-    return loss, float(np.mean(predicted == labels)), predicted
+    return records.scores(predict_probabilities(model, images, batch_size), labels)
 
 
 def augmentation(config: TrainConfig) -> pipeline.Augment | None:
@@ -98,50 +121,40 @@ def latest_backup(model_dir: str) -> str | None:
     return os.path.join(root, done[-1]) if done else None
 
 
-class EpochRecorder(keras.callbacks.Callback):
-    """After each epoch: the course's line, the history row, a complete backup, and the
-    stop once --stop_at_accuracy is reached."""
+class EpochRecorder(records.EpochHistory):
+    """After each epoch: the history row and line (records.EpochHistory), a complete
+    backup, and the stop once --stop_at_accuracy is reached."""
 
     def __init__(self, model_dir: str, config: TrainConfig, history: list[dict],
                  test_size: int, log: Callable[[str], None]):
-        super().__init__()
-        self.model_dir, self.config, self.history = model_dir, config, history
-        self.test_size, self.log = test_size, log
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
+        super().__init__(history, test_size, log)
+        self.model_dir, self.config = model_dir, config
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        if not all(math.isfinite(logs.get(k, 0.0)) for k in ("loss", "val_loss")):
-            return  # NanGuard stops the run; the last good backup stays the newest
-        lr = self.model.optimizer.learning_rate
-        row = dict(epoch=epoch + 1, train_loss=logs["loss"], train_accuracy=logs["accuracy"],
-                   test_loss=logs.get("val_loss"), test_accuracy=logs.get("val_accuracy"),
-                   learning_rate=float(lr.numpy() if hasattr(lr, "numpy") else lr),
-                   seconds=time.perf_counter() - self.start)
-        self.history.append(row)
-        if row["test_accuracy"] is None:  # --eval_every skipped this epoch's test pass
-            self.log(f"Epoch {epoch + 1}: train loss {row['train_loss']:.4f} (no test pass)")
-        else:
-            correct = int(round(row["test_accuracy"] * self.test_size))
-            self.log(course_line(row["test_loss"], correct, self.test_size))
-        self._backup(epoch + 1)
+        recorded = len(self.history)
+        super().on_epoch_end(epoch, logs)
+        if len(self.history) == recorded:
+            return  # a non-finite loss: NanGuard stops the run, the last backup stays newest
+        write_backup(self.model_dir, self.model, self.history, self.config)
         if reached(self.history, self.config.stop_at_accuracy):
             self.model.stop_training = True
 
-    def _backup(self, epochs_done: int):
-        root = os.path.join(self.model_dir, BACKUP_DIR)
-        os.makedirs(root, exist_ok=True)
-        target = os.path.join(root, f"epoch-{epochs_done:04d}")
-        with fileio.atomic_output_dir(target) as scratch:
-            self.model.save(os.path.join(scratch, "model.keras"))
-            with open(os.path.join(scratch, "state.json"), "w") as f:
-                json.dump(dict(epochs_done=epochs_done, history=self.history,
-                               config=dataclasses.asdict(self.config)), f)
-        for old in os.listdir(root):
-            if old != os.path.basename(target):
-                shutil.rmtree(os.path.join(root, old), ignore_errors=True)
+
+def write_backup(model_dir: str, model: keras.Model, history: list[dict],
+                 config: TrainConfig) -> None:
+    """The full training state after len(history) epochs, as one new backup directory
+    (built aside and renamed); older backups are removed once it is in place."""
+    root = os.path.join(model_dir, BACKUP_DIR)
+    os.makedirs(root, exist_ok=True)
+    target = os.path.join(root, f"epoch-{len(history):04d}")
+    with fileio.atomic_output_dir(target) as scratch:
+        model.save(os.path.join(scratch, "model.keras"))
+        with open(os.path.join(scratch, "state.json"), "w") as f:
+            json.dump(dict(epochs_done=len(history), history=history,
+                           config=dataclasses.asdict(config)), f)
+    for old in os.listdir(root):
+        if old != os.path.basename(target):
+            shutil.rmtree(os.path.join(root, old), ignore_errors=True)
 
 
 def reached(history: list[dict], target: float) -> bool:
@@ -149,7 +162,7 @@ def reached(history: list[dict], target: float) -> bool:
     EpochRecorder then stops the run, and a run resumed after it stopped there trains no
     further."""
     last = history[-1]["test_accuracy"] if history else None
-    return bool(target) and last is not None and last >= target
+    return bool(target) and last is not None and reaches(last, target)
 
 
 class NanGuard(keras.callbacks.Callback):
@@ -173,52 +186,32 @@ def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] 
           extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
     """Trains (resuming from model_dir's backup if any) and writes all outputs.
 
-    Returns the results dict written to results.json. Raises NanLossError if
-    the loss diverges (outputs of the last complete epoch stay in the backup).
+    Returns the results dict written to results.json. Raises NanLossError if the
+    loss diverges (outputs of the last complete epoch stay in the backup), and
+    errors.DiskFullError if the disk fills (the last backup stays intact, and the
+    same command resumes from it once space is freed). Process-wide settings: see
+    run_settings().
     """
-    set_threads(config.intra_op_threads)
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    precision = resolve_precision(config.precision)
-    keras.mixed_precision.set_global_policy(precision)
+    try:
+        with run_settings(config) as precision:
+            return _train(config, data, model_dir, precision, log, verbose, extra_callbacks)
+    except (OSError, tf.errors.OpError) as e:  # TensorFlow's writers report the OS's error
+        if errors.is_disk_full(e):
+            raise errors.disk_full(e, model_dir, "the run's files") from None
+        raise
+
+
+def _train(config: TrainConfig, data, model_dir: str, precision: str,
+           log: Callable[[str], None], verbose: int | None,
+           extra_callbacks: Sequence[keras.callbacks.Callback]) -> dict:
     (x_train, y_train), (x_test, y_test) = select_examples(config, data)
     steps = pipeline.steps_per_epoch(len(x_train), config.batch_size)
-
     strategy = create_strategy(config.strategy)
-    backup = latest_backup(model_dir)
     with strategy.scope():
-        if backup:
-            with open(os.path.join(backup, "state.json")) as f:
-                state = json.load(f)
-            model = keras.saving.load_model(os.path.join(backup, "model.keras"))
-            history, first_epoch = state["history"], state["epochs_done"]
-            log(f"resuming from {backup} (epoch {first_epoch} of {config.epochs} done)")
-        else:
-            model, history, first_epoch = create_model(config, steps), [], 0
-
-    augment = augmentation(config)
-    train_ds, test_ds = pipeline.make_datasets(
-        ((x_train, y_train), (x_test, y_test)), config.batch_size, config.seed, augment,
-        first_epoch, config.epochs, config.deterministic)
-    guard = NanGuard()
-    callbacks = [guard, EpochRecorder(model_dir, config, history, len(x_test), log),
-                 keras.callbacks.TensorBoard(os.path.join(model_dir, "tensorboard")),
-                 *extra_callbacks]
-    if verbose is None:
-        verbose = 1 if sys.stdout.isatty() else 2
+        model, history = restore_or_create(config, model_dir, steps, log)
     fit_start = time.perf_counter()
-    if first_epoch < config.epochs and not reached(history, config.stop_at_accuracy):
-        model.fit(train_ds, epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
-                  validation_data=test_ds if config.eval_every else None,
-                  validation_freq=config.eval_every or 1, callbacks=callbacks, verbose=verbose,
-                  shuffle=False)
-    if guard.bad_step is not None:
-        raise NanLossError(
-            f"loss became NaN/inf in epoch {len(history) + 1}, batch {guard.bad_step}; stopped. "
-            f"The last good state (epoch {len(history)}) is in {os.path.join(model_dir, BACKUP_DIR)}; "
-            "lower --learning_rate and start again with --overwrite")
-
+    fit(config, model, history, ((x_train, y_train), (x_test, y_test)), model_dir, log,
+        verbose, extra_callbacks)
     if reached(history, config.stop_at_accuracy) and len(history) < config.epochs:
         log(f"stopped after epoch {len(history)} of {config.epochs}: test accuracy "
             f"{100 * history[-1]['test_accuracy']:.2f}% reached --stop_at_accuracy")
@@ -230,43 +223,68 @@ def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] 
         history[-1].update(test_loss=test_loss, test_accuracy=test_acc)
     _, train_acc, _ = evaluate(model, x_train, y_train)
     log(f"final model: train accuracy {100 * train_acc:.2f}%, test accuracy {100 * test_acc:.2f}%")
-    results = results_dict(config, model, history, test_loss, test_acc, train_acc, precision,
-                           strategy, train_seconds=train_seconds)
+    results = records.results_dict(config, model, history, (test_loss, test_acc, train_acc),
+                                   precision, strategy_name(strategy),
+                                   strategy.num_replicas_in_sync, train_seconds=train_seconds)
     write_outputs(model_dir, model, history, results, x_test, y_test, predicted)
     shutil.rmtree(os.path.join(model_dir, BACKUP_DIR), ignore_errors=True)
     return results
 
 
-def results_dict(config: TrainConfig, model: keras.Model, history: list[dict], test_loss: float,
-                 test_acc: float, train_acc: float, precision: str,
-                 strategy: tf.distribute.Strategy, **extra) -> dict:
-    """What results.json holds: per-epoch lists, the final model's scores, how it ran."""
-    trainable, frozen = models.count_params(model)
-    test_accs = [h["test_accuracy"] for h in history]
-    tested = [a for a in test_accs if a is not None]
-    first_994 = first_epoch_at(test_accs, 0.994)
-    return dict(
-        model=config.model, trainable_params=trainable, total_params=trainable + frozen,
-        epochs=len(history), test_accuracy=test_accs,
-        train_accuracy=[h["train_accuracy"] for h in history],
-        test_loss=[h["test_loss"] for h in history], train_loss=[h["train_loss"] for h in history],
-        seconds_per_epoch=[h["seconds"] for h in history], first_epoch_at_99_4=first_994,
-        seconds_to_99_4=(sum(h["seconds"] for h in history[:first_994]) if first_994 else None),
-        best_test_accuracy=max(tested) if tested else None,
-        final_test_accuracy=test_acc, final_train_accuracy=train_acc, final_test_loss=test_loss,
-        precision=precision, device=device_description(), strategy=("MultiWorkerMirroredStrategy"  # its class is CollectiveAllReduceStrategy
-                  if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-                  else type(strategy).__name__),
-        replicas=strategy.num_replicas_in_sync, **extra, flags=dataclasses.asdict(config))
+def restore_or_create(config: TrainConfig, model_dir: str, steps_per_epoch: int,
+                      log: Callable[[str], None]) -> tuple[keras.Model, list[dict]]:
+    """(model, history so far): from the newest backup in model_dir, or a fresh model."""
+    backup = latest_backup(model_dir)
+    if not backup:
+        return create_model(config, steps_per_epoch), []
+    with open(os.path.join(backup, "state.json")) as f:
+        state = json.load(f)
+    log(f"resuming from {backup} (epoch {state['epochs_done']} of {config.epochs} done)")
+    return keras.saving.load_model(os.path.join(backup, "model.keras")), state["history"]
 
 
-def write_outputs(model_dir, model, history, results, x_test, y_test, predicted) -> None:
+def fit(config: TrainConfig, model: keras.Model, history: list[dict], data, model_dir: str,
+        log: Callable[[str], None], verbose: int | None,
+        extra_callbacks: Sequence[keras.callbacks.Callback]) -> None:
+    """model.fit over the epochs not yet in `history`, appending to it; raises NanLossError
+    on a non-finite loss."""
+    (x_train, y_train), (x_test, y_test) = data
+    first_epoch = len(history)
+    if first_epoch >= config.epochs or reached(history, config.stop_at_accuracy):
+        return
+    train_ds, test_ds = pipeline.make_datasets(
+        data, config.batch_size, config.seed, augmentation(config), first_epoch, config.epochs,
+        config.deterministic)
+    guard = NanGuard()
+    callbacks = [guard, EpochRecorder(model_dir, config, history, len(x_test), log),
+                 keras.callbacks.TensorBoard(os.path.join(model_dir, "tensorboard")),
+                 *extra_callbacks]
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    model.fit(train_ds, epochs=config.epochs, initial_epoch=first_epoch,
+              steps_per_epoch=pipeline.steps_per_epoch(len(x_train), config.batch_size),
+              validation_data=test_ds if config.eval_every else None,
+              validation_freq=config.eval_every or 1, callbacks=callbacks, verbose=verbose,
+              shuffle=False)
+    if guard.bad_step is not None:
+        raise NanLossError(
+            f"loss became NaN/inf in epoch {len(history) + 1}, batch {guard.bad_step}; stopped. "
+            f"The last good state (epoch {len(history)}) is in {os.path.join(model_dir, BACKUP_DIR)}; "
+            "lower --learning_rate and start again with --overwrite")
+
+
+def write_outputs(model_dir: str, model: keras.Model, history: list[dict], results: dict,
+                  x_test: np.ndarray, y_test: np.ndarray, predicted: np.ndarray) -> None:
     """The final files, each written aside and renamed (results.json last: it marks 'finished')."""
     from kerasnets import plots
 
     tmp_model = os.path.join(model_dir, ".model.tmp.keras")
-    model.save(tmp_model)
-    os.replace(tmp_model, os.path.join(model_dir, "model.keras"))
+    try:
+        model.save(tmp_model)
+        os.replace(tmp_model, os.path.join(model_dir, "model.keras"))
+    finally:
+        if os.path.exists(tmp_model):
+            os.remove(tmp_model)
     with fileio.atomic_file(os.path.join(model_dir, "history.csv")) as f:
         columns = list(history[0]) if history else ["epoch"]
         f.write(",".join(columns) + "\n")

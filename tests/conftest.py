@@ -5,16 +5,16 @@ import subprocess
 import sys
 
 import pytest
-from kerasnets import training
+from kerasnets import recipe, training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_module(module: str, *args: str, timeout: float = 300,
                env: dict | None = None) -> subprocess.CompletedProcess:
-    """Runs `python -m kerasnets.<module> args...` as a real process from the repo root
+    """Runs `python -m kerasnets.cli.<module> args...` as a real process from the repo root
     (with `env` added to the environment)."""
-    return subprocess.run([sys.executable, "-m", f"kerasnets.{module}", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", f"kerasnets.cli.{module}", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
 
@@ -44,7 +44,7 @@ def real_mnist(tmp_path_factory):
 
 
 # The smoke configuration (flags/smoke.flags as a TrainConfig): 2 epochs on 2,048 images.
-SMOKE = training.TrainConfig(model="default", epochs=2, batch_size=64, train_examples=2048,
+SMOKE = recipe.TrainConfig(model="default", epochs=2, batch_size=64, train_examples=2048,
                              test_examples=1000, learning_rate=0.05, warmup_epochs=0.5, seed=1,
                              deterministic=True)
 

@@ -111,7 +111,7 @@ def test_keras_download_is_the_last_resort(tmp_path, monkeypatch):
 def test_a_first_run_with_an_empty_home_never_tries_the_network(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if k not in ("KERASNETS_DATA_DIR", "XDG_CACHE_HOME", "KERAS_HOME")}
-    proc = subprocess.run([sys.executable, "-m", "kerasnets.data"], cwd=REPO, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "kerasnets.cli.data"], cwd=REPO, capture_output=True,
                           text=True, timeout=300, env=env | {"HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     cache = tmp_path / ".cache" / "kerasnets" / "mnist.npz"

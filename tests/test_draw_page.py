@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasnets import bench_serve, export, predict
+from kerasnets import export, images
+from kerasnets.bench import serve_load as bench_serve
 
 import kerasnets
 
@@ -114,7 +115,7 @@ def test_drawing_three_digits_shows_the_models_predictions(browser, page_server,
         # What the page shows is the model's answer for exactly what was drawn, prepared as
         # kerasnets-predict prepares a file: decode the canvas's own PNG the same way.
         png = tf.io.decode_base64(state["png"].split(",", 1)[1].replace("+", "-").replace("/", "_"))
-        prepared = predict.to_mnist(predict.decode_image(png.numpy()))
+        prepared = images.to_mnist(images.decode_image(png.numpy()))
         probabilities = serve(images=tf.constant(prepared[None]))["probabilities"].numpy()[0]
         assert int(state["digit"]) == int(probabilities.argmax()) == state["top"][0]
         np.testing.assert_allclose(state["bars"], probabilities, atol=1e-6)

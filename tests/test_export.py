@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import REPO, error_lines, run_module
-from kerasnets import export, models, predict
+from kerasnets import export, images, models
 
 import kerasnets
 
@@ -145,7 +145,7 @@ def test_export_cli_refuses_bad_flags_with_one_line(smoke_run, exported, tmp_pat
 def test_a_killed_export_leaves_no_version_and_the_next_one_is_whole(smoke_run, tmp_path):
     base = tmp_path / "mnist"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kerasnets.export", f"--model_dir={smoke_run[0]}",
+        [sys.executable, "-m", "kerasnets.cli.export", f"--model_dir={smoke_run[0]}",
          f"--export_base={base}"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
@@ -222,7 +222,7 @@ def _on_a_page(digit, scale=5, page=(200, 180), at=(20, 30), dark_on_light=True,
 
 def test_to_mnist_inverts_fits_20x20_and_centres_by_mass(test_images):
     digit = test_images[0][0]
-    out = predict.to_mnist(_on_a_page(digit)[..., 0])
+    out = images.to_mnist(_on_a_page(digit)[..., 0])
     assert out.dtype == np.uint8 and out.shape == (28, 28)
     rows, cols = np.nonzero(out > 0.2 * 255)
     assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 in (19, 20, 21)
@@ -232,8 +232,8 @@ def test_to_mnist_inverts_fits_20x20_and_centres_by_mass(test_images):
     assert abs(cy - 14.0) <= 0.5 and abs(cx - 14.0) <= 0.5  # MNIST's own centre of mass
     # it looks like the MNIST original (which was made the same way); measured 0.98
     assert np.corrcoef(out.ravel(), digit.ravel())[0, 1] > 0.95
-    with pytest.raises(predict.ImageError, match="blank"):
-        predict.to_mnist(np.full((40, 40), 255.0))
+    with pytest.raises(images.ImageError, match="blank"):
+        images.to_mnist(np.full((40, 40), 255.0))
 
 
 def _drawn_one(size=(90, 70)):
@@ -268,7 +268,7 @@ def test_predict_cli_on_png_jpeg_inverted_and_corrupt_files(exported, smoke_mode
     args = [str(tmp_path / n) for n in ("dark_on_light.png", "corrupt.png", "colour.jpg",
                                         "missing.png", "white_on_black.png", "drawn_one.png")]
     for model in (str(exported[0]), str(smoke_model[0] / "model.keras")):
-        proc = run_module("predict", f"--model={model}", *args)
+        proc = run_module("predict", f"--model_path={model}", *args)
         assert proc.returncode == 1  # two files failed
         out = proc.stdout.splitlines()
         assert [line.split(":")[0] for line in out] == [args[0], args[2], args[4], args[5]]
@@ -285,7 +285,7 @@ def test_predict_cli_on_png_jpeg_inverted_and_corrupt_files(exported, smoke_mode
 
 def test_predict_top_k_table_and_all_good_exit_code(exported, test_images, tmp_path):
     _write(tmp_path / "d.png", test_images[0][0][..., None])
-    proc = run_module("predict", f"--model={exported[1]}", "--top_k=3", str(tmp_path / "d.png"))
+    proc = run_module("predict", f"--model_path={exported[1]}", "--top_k=3", str(tmp_path / "d.png"))
     assert proc.returncode == 0, proc.stderr
     header, line = proc.stdout.splitlines()
     assert header == "file: digit:probability for the 3 most likely digits"
@@ -300,13 +300,13 @@ def test_predict_refuses_a_model_that_is_not_one(tmp_path):
     for model, message in ((tmp_path / "m.txt", "is a file but not a .keras model"),
                            (tmp_path, "holds neither saved_model.pb nor numbered SavedModel"),
                            (tmp_path / "nope", "does not exist")):
-        proc = run_module("predict", f"--model={model}", "x.png")
+        proc = run_module("predict", f"--model_path={model}", "x.png")
         assert proc.returncode == 1 and message in error_lines(proc.stderr)[0]
     (tmp_path / "broken.keras").write_text("not a zip")
-    proc = run_module("predict", f"--model={tmp_path / 'broken.keras'}", "x.png")
+    proc = run_module("predict", f"--model_path={tmp_path / 'broken.keras'}", "x.png")
     assert proc.returncode == 1
     assert error_lines(proc.stderr)[0].startswith(
-        f"kerasnets-predict: error: cannot load --model={tmp_path / 'broken.keras'}: ")
+        f"kerasnets-predict: error: --model_path: cannot load {tmp_path / 'broken.keras'}: ")
 
 
 # --- models that are not MNIST models --------------------------------------------------
@@ -342,9 +342,9 @@ def test_export_and_predict_refuse_a_foreign_model_and_write_nothing(foreign_mod
     with pytest.raises(models.NotAnMnistModelError):  # the API refuses before writing, too
         export.export_savedmodel(keras.saving.load_model(path), str(base))
     assert not base.exists()
-    proc = run_module("predict", f"--model={path}", "digit.png")
+    proc = run_module("predict", f"--model_path={path}", "digit.png")
     assert proc.returncode == 1 and proc.stdout == ""
-    assert error_lines(proc.stderr) == [f"kerasnets-predict: error: --model: {path} {FOREIGN_LINE}"]
+    assert error_lines(proc.stderr) == [f"kerasnets-predict: error: --model_path: {path} {FOREIGN_LINE}"]
 
 
 def test_predict_refuses_a_savedmodel_without_the_mnist_signature(tmp_path):
@@ -353,10 +353,10 @@ def test_predict_refuses_a_savedmodel_without_the_mnist_signature(tmp_path):
                                 input_signature=[tf.TensorSpec([None, 5], tf.float32, name="x")])
     tf.saved_model.save(module, str(tmp_path / "other" / "1"),
                         signatures={"serving_default": module.double})
-    proc = run_module("predict", f"--model={tmp_path / 'other'}", "digit.png")
+    proc = run_module("predict", f"--model_path={tmp_path / 'other'}", "digit.png")
     assert proc.returncode == 1 and proc.stdout == ""
     assert error_lines(proc.stderr) == [
-        f"kerasnets-predict: error: --model: {tmp_path / 'other' / '1'} is not a kerasnets "
+        f"kerasnets-predict: error: --model_path: {tmp_path / 'other' / '1'} is not a kerasnets "
         "SavedModel: serving_default takes x float32 [None, 5] and returns y float32 [None, 5]; "
         "needed: images uint8 [None, 28, 28] -> probabilities float32 [None, 10]"]
 
@@ -375,7 +375,7 @@ def test_a_model_without_a_channel_axis_is_an_mnist_model_too(test_images, tmp_p
 
 def test_two_exports_at_once_get_two_versions(smoke_run, tmp_path):
     base = tmp_path / "mnist"
-    procs = [subprocess.Popen([sys.executable, "-m", "kerasnets.export",
+    procs = [subprocess.Popen([sys.executable, "-m", "kerasnets.cli.export",
                                f"--model_dir={smoke_run[0]}", f"--export_base={base}"],
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
@@ -422,13 +422,13 @@ def test_image_size_is_read_from_the_header_of_each_format(tmp_path):
 
     for encode, channels in ((tf.io.encode_png, 1), (tf.io.encode_jpeg, 3)):
         encoded = encode(tf.zeros([23, 37, channels], tf.uint8)).numpy()
-        assert predict.image_size(encoded) == (37, 23), encode
+        assert images.image_size(encoded) == (37, 23), encode
     for fmt in ("GIF", "BMP"):
         Image.new("L", (37, 23)).save(tmp_path / f"i.{fmt.lower()}", fmt)
-        assert predict.image_size((tmp_path / f"i.{fmt.lower()}").read_bytes()) == (37, 23), fmt
-    assert predict.image_size(_png_claiming(100_000, 100_000)) == (100_000, 100_000)
-    assert predict.image_size(_jpeg_claiming(65_000, 64_000)) == (65_000, 64_000)
-    assert predict.image_size(b"not an image") is None
+        assert images.image_size((tmp_path / f"i.{fmt.lower()}").read_bytes()) == (37, 23), fmt
+    assert images.image_size(_png_claiming(100_000, 100_000)) == (100_000, 100_000)
+    assert images.image_size(_jpeg_claiming(65_000, 64_000)) == (65_000, 64_000)
+    assert images.image_size(b"not an image") is None
 
 
 # Runs a module as __main__ and prints its peak memory (kB) on stderr when it exits.
@@ -450,7 +450,7 @@ def test_predict_refuses_huge_images_before_decoding_and_directories(exported, t
     assert (tmp_path / "bomb.png").stat().st_size < 1000
     names = ["bomb.png", "bomb.jpg", "folder.png", "ok.png"]
     proc = subprocess.run(
-        [sys.executable, "-c", _WITH_PEAK_MEMORY, "kerasnets.predict", f"--model={exported[1]}",
+        [sys.executable, "-c", _WITH_PEAK_MEMORY, "kerasnets.cli.predict", f"--model_path={exported[1]}",
          *[str(tmp_path / n) for n in names]], cwd=REPO, capture_output=True, text=True,
         timeout=120)
     assert proc.returncode == 1

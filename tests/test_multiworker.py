@@ -35,7 +35,7 @@ def start_workers(model_dir, cache_dir, *extra, ports=None):
         env = dict(os.environ, TF_CONFIG=json.dumps(
             {"cluster": cluster, "task": {"type": "worker", "index": index}}))
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "kerasnets.train", "--flagfile=flags/smoke.flags",
+            [sys.executable, "-m", "kerasnets.cli.train", "--recipe=smoke",
              "--strategy=multiworker", "--nodeterministic", f"--model_dir={model_dir}",
              f"--data_dir={cache_dir}", *extra],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
@@ -84,7 +84,7 @@ def test_multiworker_two_local_workers_train_one_model(real_mnist, tmp_path):
 
 def test_multiworker_without_tf_config_is_one_clear_error(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    proc = subprocess.run([sys.executable, "-m", "kerasnets.train", "--flagfile=flags/smoke.flags",
+    proc = subprocess.run([sys.executable, "-m", "kerasnets.cli.train", "--recipe=smoke",
                            "--strategy=multiworker", f"--model_dir={tmp_path / 'run'}"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1

@@ -61,7 +61,9 @@ def test_the_tour_runs_top_to_bottom_and_computes_the_right_things(real_mnist, t
     for lr, e in final.items():  # 20 steps in quick mode
         assert e == pytest.approx(toy_gradient_descent(lr, 20), rel=1e-9), lr
     assert tour["precision"] == "float32"            # auto on a CPU
-    assert tour["final_test_accuracy"] >= 0.85        # 2,048 images, 2 epochs: measured 0.925
+    # 2,048 images, 2 epochs: measured 0.925 on our CPU; a range (chance is 0.10), since
+    # other CPUs' kernels give slightly different figures
+    assert tour["final_test_accuracy"] >= 0.85
     assert tour["signature_equals_keras"] is True
     assert tour["drawn_digit"] == tour["drawn_digit_keras"]
     assert sorted(os.listdir(tmp_path)) == ["backprop.xlsx", "lr_sweep.png", "model",

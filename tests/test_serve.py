@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import error_lines, run_module
-from kerasnets import bench_serve, export, models, predict
+from kerasnets import export, images, models
+from kerasnets.bench import serve_load as bench_serve
 
 import kerasnets
 
@@ -153,7 +154,7 @@ def test_a_drawing_is_prepared_as_kerasnets_predict_prepares_a_file(server, serv
     (tmp_path / "one.png").write_bytes(png)
     status, drawn = request(server, "POST", "/draw", png, "image/png")
     assert status == 200 and drawn["version"] == "1"
-    prepared = predict.to_mnist(predict.load_image(str(tmp_path / "one.png")))  # the CLI's path
+    prepared = images.to_mnist(images.load_image(str(tmp_path / "one.png")))  # the CLI's path
     np.testing.assert_array_equal(np.asarray(drawn["prepared"], np.uint8), prepared)
     expected = signature_outputs(served_base, 1, prepared[None])
     assert drawn["digit"] == int(expected["classes"][0])

@@ -12,7 +12,8 @@ import time
 
 import pytest
 from conftest import REPO, error_lines, run_module
-from kerasnets import sweep
+from kerasnets import recipe, training
+from kerasnets import seed_sweep as sweep
 
 
 @pytest.fixture(scope="module")
@@ -20,16 +21,16 @@ def smoke_sweep(real_mnist, tmp_path_factory):
     """flags/smoke.flags at seeds 0 and 1 (the data dir from the environment)."""
     out_dir = tmp_path_factory.mktemp("sweep") / "smoke"
     env = dict(os.environ, KERASNETS_DATA_DIR=str(real_mnist[1]))
-    proc = subprocess.run([sys.executable, "-m", "kerasnets.sweep", "--flagfile=flags/smoke.flags",
+    proc = subprocess.run([sys.executable, "-m", "kerasnets.cli.sweep", "--recipe=smoke",
                            "--seeds=0-1", f"--out_dir={out_dir}", "--target=0.85"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out_dir, proc.stdout
 
 
-def test_the_summary_holds_each_seeds_own_figures(smoke_sweep):
+def test_the_summary_holds_each_seeds_own_figures(smoke_sweep, smoke_run):
     out_dir, stdout = smoke_sweep
-    assert sorted(os.listdir(out_dir)) == ["logs", "seed-0", "seed-1", "seeds.png",
+    assert sorted(os.listdir(out_dir)) == [".sweep.lock", "logs", "seed-0", "seed-1", "seeds.png",
                                            "summary.csv", "summary.json"]
     summary = json.loads((out_dir / "summary.json").read_text())
     assert [r["seed"] for r in summary["rows"]] == [0, 1]
@@ -43,17 +44,27 @@ def test_the_summary_holds_each_seeds_own_figures(smoke_sweep):
         assert row["first_epoch_at_99_4"] is None  # 2,048 images, 2 epochs
         assert row["seconds"] == round(sum(results["seconds_per_epoch"]), 1)
         assert row["meets_target"] == (min(results["test_accuracy"][-3:]) >= 0.85)
-    # seed 1 is the smoke configuration itself: the flagfile's own run (tests/conftest.py)
-    assert summary["rows"][1]["last_three"] == pytest.approx([0.771, 0.925], abs=1e-6)
+    # seed 1 is the smoke configuration itself (tests/conftest.py): a deterministic run, so
+    # the sweep's kerasnets-train process repeats the smoke_run fixture's figures exactly.
+    # Those depend on the CPU's kernels (77.10 % and 92.50 % on ours): ranges for both
+    # seeds, as in test_training.py's test_the_smoke_model_learns (chance is 0.10).
+    _, smoke, _ = smoke_run
+    assert summary["rows"][1]["last_three"] == smoke["test_accuracy"]
+    assert summary["rows"][1]["final"] == smoke["final_test_accuracy"]
+    for row in summary["rows"]:
+        first, second = row["last_three"]
+        assert 0.6 <= first <= 0.9 and 0.85 <= second <= 0.97, row
     minima = [r["last_three_min"] for r in summary["rows"]]
     assert summary["mean_last_three_min"] == pytest.approx(sum(minima) / 2)
-    assert summary["meet"] == sum(r["meets_target"] for r in summary["rows"]) == 0
+    # Whether a seed meets 85 % in both epochs depends on its epoch 1 (0 of 2 on our CPU).
+    meet = sum(r["meets_target"] for r in summary["rows"])
+    assert summary["meet"] == meet
     with open(out_dir / "summary.csv") as f:
         table = list(csv.DictReader(f))
     assert [int(r["seed"]) for r in table] == [0, 1]
     assert float(table[1]["last_three_min"]) == summary["rows"][1]["last_three_min"]
     assert (out_dir / "seeds.png").read_bytes()[:4] == b"\x89PNG"
-    assert "0 of 2 seeds meet the target 85.00 %" in stdout
+    assert f"{meet} of 2 seeds meet the target 85.00 %" in stdout
 
 
 def test_epochs_without_a_test_pass_are_skipped_in_the_last_three(tmp_path):
@@ -78,7 +89,7 @@ def test_epochs_without_a_test_pass_are_skipped_in_the_last_three(tmp_path):
 
 def test_a_sweep_killed_after_one_seed_skips_it_when_started_again(real_mnist, tmp_path):
     out_dir = tmp_path / "sweep"
-    args = [sys.executable, "-m", "kerasnets.sweep", "--flagfile=flags/smoke.flags",
+    args = [sys.executable, "-m", "kerasnets.cli.sweep", "--recipe=smoke",
             "--seeds=2-3", f"--out_dir={out_dir}", "--jobs=1"]
     env = dict(os.environ, KERASNETS_DATA_DIR=str(real_mnist[1]))
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
@@ -107,10 +118,11 @@ def test_a_sweep_killed_after_one_seed_skips_it_when_started_again(real_mnist, t
 @pytest.mark.parametrize("args, message", [
     (["--seeds=3-1"], r"--seeds: '3-1' runs backwards; write 1-3"),
     (["--seeds=a"], r"--seeds: 'a' is not a range like 0-7"),
-    (["--jobs=0"], r"--jobs must be an integer >= 1"),
+    (["--jobs=0"], r"--jobs=0: 0 is not a positive integer"),
     (["--out_dir={file}"], r"--out_dir: .* exists and is not a directory"),
-    (["--flagfile={with_model_dir}"], r"--flagfile: .* sets --model_dir; the sweep chooses"),
-    (["--flagfile={missing}"], r"--flagfile: .* is not a file"),
+    (["--recipe=nope"], r"--recipe=nope: value should be one of <default\|fast\|seed\|smoke\|wide>"),
+    (["--flagfile={with_model_dir}"], r"Unknown command line flag 'model_dir'"),
+    (["--recipe=smoke", "--epochs=0"], r"--epochs"),
     (["--target=2"], r"--target must be in \(0, 1\]"),
 ])
 def test_bad_values_get_one_line_and_nothing_is_written(tmp_path, args, message):
@@ -119,8 +131,8 @@ def test_bad_values_get_one_line_and_nothing_is_written(tmp_path, args, message)
     values = dict(file=tmp_path / "a_file", with_model_dir=tmp_path / "bad.flags",
                   missing=tmp_path / "nope.flags")
     args = [a.format(**values) for a in args]
-    if not any(a.startswith("--flagfile") for a in args):
-        args.insert(0, "--flagfile=flags/smoke.flags")
+    if not any(a.startswith(("--flagfile", "--recipe")) for a in args):
+        args.insert(0, "--recipe=smoke")
     if not any(a.startswith("--out_dir") for a in args):
         args.append(f"--out_dir={tmp_path / 'out'}")
     proc = run_module("sweep", *args, timeout=120)
@@ -131,9 +143,12 @@ def test_bad_values_get_one_line_and_nothing_is_written(tmp_path, args, message)
 
 
 def test_a_target_is_met_at_the_test_sets_resolution():
-    assert sweep.meets(0.9959999918937683, 0.996)   # 9960/10000 as float32
-    assert not sweep.meets(0.9958999752998352, 0.996)
-    assert sweep.meets(0.995, 0.995) and not sweep.meets(0.99499, 0.995)
+    assert recipe.reaches(0.9959999918937683, 0.996)   # 9960/10000 as float32
+    assert not recipe.reaches(0.9958999752998352, 0.996)
+    assert recipe.reaches(0.995, 0.995) and not recipe.reaches(0.99499, 0.995)
+    # the same comparison wherever a target is checked
+    assert recipe.first_epoch_at([0.99, 0.9959999918937683], 0.996) == 2
+    assert training.reached([{"test_accuracy": 0.9959999918937683}], 0.996)
 
 
 def test_seed_specs():

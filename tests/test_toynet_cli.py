@@ -8,7 +8,8 @@ import pytest
 from absl import flags
 
 from conftest import error_lines, run_module
-from kerasnets import backprop, toynet
+from kerasnets import backprop, workbench
+from kerasnets.cli import command, toynet
 
 
 def test_command_writes_the_three_outputs_with_exact_values(tmp_path):
@@ -82,7 +83,7 @@ def test_non_empty_out_dir_is_kept_without_overwrite(tmp_path):
 def test_overwrite_replaces_our_files_and_keeps_others(tmp_path):
     (tmp_path / "sweep.csv").write_text("old\n")
     (tmp_path / "notes.txt").write_text("mine\n")
-    runs = toynet.run_workbench(str(tmp_path), backprop.ToyNet(), [1.0], 3)
+    runs = workbench.run_workbench(str(tmp_path), backprop.ToyNet(), [1.0], 3)
     assert (tmp_path / "sweep.csv").read_text().startswith("lr,step,w1")
     assert (tmp_path / "notes.txt").read_text() == "mine\n"
     assert sorted(os.listdir(tmp_path)) == ["backprop.xlsx", "lr_sweep.png", "notes.txt", "sweep.csv"]
@@ -100,16 +101,16 @@ def test_out_dir_that_cannot_be_a_directory_is_refused(flag_values, tmp_path, ma
 def test_a_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
-    monkeypatch.setattr(toynet.workbook, "write_workbook", broken)
+    monkeypatch.setattr(workbench.workbook, "write_workbook", broken)
     with pytest.raises(OSError, match="disk full"):
-        toynet.run_workbench(str(tmp_path / "out"), backprop.ToyNet(), [1.0], 3)
+        workbench.run_workbench(str(tmp_path / "out"), backprop.ToyNet(), [1.0], 3)
     assert os.listdir(tmp_path) == []
 
 
 def test_gradient_mismatch_exits_non_zero_with_one_line(flag_values, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(backprop, "hand_gradients", lambda w, f, net: 2 * backprop.tape_gradients(w, net))
     flag_values(["toynet", f"--out_dir={tmp_path / 'out'}", "--steps=2"])
-    assert toynet.main(["toynet"]) == 1
+    assert command.with_error_exit(toynet.main)(["toynet"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("kerasnets-toynet: error: lr=0.1 step 0: hand-derived dE/dw1")

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import os
 import re
 import signal
@@ -163,6 +164,15 @@ def test_the_smoke_model_learns(smoke_run):
     _, results, _ = smoke_run
     assert results["train_loss"][1] < results["train_loss"][0]
     assert results["train_accuracy"][1] > 0.6  # chance is 0.1
+    # Ranges, not this CPU's figures: a deterministic run repeats exactly on one machine
+    # (test_deterministic_runs_give_identical_histories), but another CPU or other oneDNN
+    # kernels give slightly different numbers (ours: 77.10 % after epoch 1, 92.50 % after
+    # epoch 2). Chance is 0.10; after one epoch of 2,048 images the model is well above it
+    # but far from done, after two it is near 0.92; above 0.97 after 2,048 images would be
+    # suspicious (test images leaking into training).
+    first, second = results["test_accuracy"]
+    assert 0.6 <= first <= 0.9 and 0.85 <= second <= 0.97 and first < second
+    assert 0.85 <= results["final_test_accuracy"] <= 0.97
 
 
 def test_saved_model_loads_safely_and_scores_the_same(smoke_run, real_mnist):
@@ -218,12 +228,12 @@ BAD_FLAGS = [
     ("--stop_at_accuracy=1.5", "--stop_at_accuracy"),
     ("--stop_at_accuracy=0.99 --eval_every=0", "--stop_at_accuracy needs test passes"),
 ]
-# kerasnets.train defines its flags on absl's global FLAGS, as toynet does (both
-# have --overwrite), so they are parsed in a process of their own.
+# kerasnets.cli.train defines its flags on absl's global FLAGS, as kerasnets.cli.toynet
+# does (both have --overwrite), so they are parsed in a process of their own.
 _PARSE_EACH = """
 import json, sys
 from absl import flags
-import kerasnets.train
+import kerasnets.cli.train
 errors = []
 for arg in sys.argv[2:]:
     try:
@@ -249,19 +259,15 @@ def test_bad_flags_are_refused(tmp_path):
 
 def parse_flagfile(name: str):
     """flags/NAME.flags through kerasnets-train's own flags and validators, as a TrainConfig."""
-    from absl import flags
-    from kerasnets import recipe
-    flag_values = flags.FlagValues()
-    recipe.define_flags(flag_values)
-    flag_values(["kerasnets-train", f"--flagfile={os.path.join(REPO, 'flags', name + '.flags')}"])
-    return recipe.config_from_flags(flag_values)
+    from kerasnets.cli import recipe_flags
+    return recipe_flags.read(name)
 
 
 def test_eval_every_needs_every_epoch_under_multiworker():
     from absl import flags
-    from kerasnets import recipe
+    from kerasnets.cli import recipe_flags
     values = flags.FlagValues()
-    recipe.define_flags(values)
+    recipe_flags.define(values)
     with pytest.raises(flags.IllegalFlagValueError, match="--eval_every must be 1 with "
                                                           "--strategy=multiworker"):
         values(["train", "--eval_every=2", "--strategy=multiworker"])
@@ -283,17 +289,29 @@ def test_eval_every_skips_test_passes_but_never_the_final_one(real_mnist, tmp_pa
 
 def test_stop_at_accuracy_cuts_the_run_short_at_the_first_epoch_there(smoke_run, real_mnist,
                                                                        tmp_path):
-    _, full, _ = smoke_run  # 77.10 % after epoch 1, 92.50 % after epoch 2 (seed 1)
-    config = dataclasses.replace(SMOKE, stop_at_accuracy=0.75)
+    _, full, _ = smoke_run
+    first, second = full["test_accuracy"]
+    # The target comes from this machine's own full run, whose figures depend on the CPU's
+    # kernels (77.10 % after epoch 1 and 92.50 % after epoch 2 on ours; the ranges are in
+    # test_the_smoke_model_learns): the whole percent at or below its epoch 1, e.g. 0.77,
+    # which epoch 1 of the same deterministic run reaches and stops at.
+    target = math.floor(100 * first) / 100
+    assert 0.5 < target <= first < second
+    config = dataclasses.replace(SMOKE, stop_at_accuracy=target)
     lines = []
     results = training.train(config, real_mnist[0], str(tmp_path), log=lines.append, verbose=0)
     assert results["epochs"] == 1 and results["flags"]["epochs"] == 2
-    # the same first epoch as the full run: the schedule is still that of 2 epochs
+    # the same first epoch as the full run, exactly: the schedule is still that of 2 epochs
     assert results["test_accuracy"] == full["test_accuracy"][:1]
-    assert results["test_accuracy"][0] == pytest.approx(0.771, abs=1e-6)  # Keras's float32 metric
-    assert results["final_test_accuracy"] == 0.771 and results["first_epoch_at_99_4"] is None
-    assert "stopped after epoch 1 of 2: test accuracy 77.10% reached --stop_at_accuracy" in lines
+    # the final model is epoch 1's: its re-evaluation (correct / 1,000 in float64) is Keras's
+    # float32 metric at the test set's resolution
+    assert results["final_test_accuracy"] == pytest.approx(first, abs=1e-6)
+    assert results["final_test_accuracy"] == round(first * 1000) / 1000
+    assert results["first_epoch_at_99_4"] is None
+    assert (f"stopped after epoch 1 of 2: test accuracy {100 * first:.2f}% reached "
+            "--stop_at_accuracy") in lines
     # a run resumed from a backup that already met its target trains no further
+    # (plain inputs to the function, not a run's figures)
     assert training.reached([{"test_accuracy": 0.771}], 0.75)
     assert not training.reached([{"test_accuracy": 0.771}], 0.0)  # 0: no target
     assert not training.reached([{"test_accuracy": None}], 0.75)  # untested epoch
@@ -327,7 +345,7 @@ def test_our_flagfiles_keep_the_targets_limits(name):
 def test_a_finished_run_is_not_overwritten_without_overwrite(smoke_run):
     model_dir, _, _ = smoke_run
     before = (model_dir / "results.json").read_bytes()
-    proc = run_module("train", "--flagfile=flags/smoke.flags", f"--model_dir={model_dir}")
+    proc = run_module("train", "--recipe=smoke", f"--model_dir={model_dir}")
     assert proc.returncode == 1
     assert error_lines(proc.stderr)[0].endswith(
         "holds a finished run; pass --overwrite to replace it, or choose another directory")
@@ -340,7 +358,7 @@ def _history(model_dir):
 
 
 def test_resume_after_sigkill_gives_the_uninterrupted_history(real_mnist, tmp_path):
-    args = [sys.executable, "-m", "kerasnets.train", "--flagfile=flags/smoke.flags", "--epochs=4",
+    args = [sys.executable, "-m", "kerasnets.cli.train", "--recipe=smoke", "--epochs=4",
             f"--data_dir={real_mnist[1]}"]
     whole = tmp_path / "whole"
     subprocess.run(args + [f"--model_dir={whole}"], cwd=REPO, check=True, capture_output=True,
@@ -371,7 +389,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_history(real_mnist, tmp_pa
 
 def test_a_second_run_on_a_model_dir_in_use_is_refused_at_once(real_mnist, tmp_path):
     model_dir = tmp_path / "run"
-    args = [sys.executable, "-m", "kerasnets.train", "--flagfile=flags/smoke.flags",
+    args = [sys.executable, "-m", "kerasnets.cli.train", "--recipe=smoke",
             f"--data_dir={real_mnist[1]}", f"--model_dir={model_dir}"]
     first = subprocess.Popen(args + ["--epochs=100"], cwd=REPO, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
@@ -401,8 +419,8 @@ import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from kerasnets import data, training
-config = training.TrainConfig(**{**json.loads(sys.argv[1]), "strategy": "mirrored"})
+from kerasnets import data, recipe, training
+config = recipe.TrainConfig(**{**json.loads(sys.argv[1]), "strategy": "mirrored"})
 results = training.train(config, data.load_mnist(sys.argv[2]), sys.argv[3], log=print, verbose=0)
 print(json.dumps(results))
 """
@@ -417,5 +435,6 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(real_mnist, tmp_path):
     results = json.loads(proc.stdout.splitlines()[-1])
     assert results["strategy"] == "MirroredStrategy" and results["replicas"] == 2
     assert results["train_loss"][1] < results["train_loss"][0]
-    assert results["final_test_accuracy"] > 0.75  # the smoke run: 0.925 (chance: 0.10)
+    # not deterministic across replicas, so a range (the smoke run: 0.925 on our CPU; chance 0.10)
+    assert results["final_test_accuracy"] > 0.75
     assert keras.saving.load_model(tmp_path / "model.keras").count_params() == 7826 + 424

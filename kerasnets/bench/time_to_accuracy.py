@@ -1,13 +1,13 @@
 """kerasnets-bench --what=time_to_accuracy: how long a recipe takes to a trustworthy accuracy.
 
-Each seed is a real `kerasnets-train --flagfile=F --seed=k` process; from its
+Each seed is a real kerasnets-train process of the recipe at --seed=k; from its
 results.json come the final test accuracy and the training time (first batch to
 the final model's test accuracy, tracing included), and the bench adds the process
 start-up and data loading around it (wall time minus training time). With
 `compare_torch`, the same run also times the course's recipe in PyTorch until its
-test accuracy first reaches 99.4 % (kerasnets.bench_torch) and our `default`
-flagfile's own time to 99.4 % at the same seeds (one seed's early crossing is
-luck: over seeds 0-7 default first reaches 99.4 % at epochs 4-10), and prints the
+test accuracy first reaches the target (kerasnets.bench.torch_course) and the
+default recipe's own time to it at the same seeds (one seed's early crossing is
+luck: default's first epoch at 99.4 % varies from seed to seed), and prints the
 ratios of the means.
 """
 
@@ -17,12 +17,18 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from typing import Sequence
 
-DEFAULT_FLAGFILE = os.path.join("flags", "default.flags")
+from kerasnets import errors, seed_sweep
+from kerasnets.recipe import TrainConfig, reaches
+
+DEFAULT_RECIPE = "default"
+
+
+class TrainingFailedError(errors.KerasnetsError, RuntimeError):
+    """A kerasnets-train process of the benchmark failed; the message ends with its last line."""
 
 
 def crossing(test_accuracy: Sequence[float | None], seconds_per_epoch: Sequence[float],
@@ -32,22 +38,21 @@ def crossing(test_accuracy: Sequence[float | None], seconds_per_epoch: Sequence[
     elapsed = 0.0
     for epoch, (accuracy, seconds) in enumerate(zip(test_accuracy, seconds_per_epoch), 1):
         elapsed += seconds
-        if accuracy is not None and accuracy >= target:
+        if accuracy is not None and reaches(accuracy, target):
             return epoch, elapsed
     return None, None
 
 
-def train_recipe(flagfile: str, seed: int, model_dir: str, target: float,
-                 extra_flags: Sequence[str] = ()) -> dict:
-    """One kerasnets-train process; its figures (raises RuntimeError if it fails)."""
+def train_recipe(command: Sequence[str], seed: int, model_dir: str, target: float) -> dict:
+    """One kerasnets-train process (`command` with --seed and --model_dir added); its
+    figures. Raises TrainingFailedError if it fails."""
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "kerasnets.train", f"--flagfile={flagfile}",
-                           f"--seed={seed}", f"--model_dir={model_dir}", *extra_flags],
+    proc = subprocess.run([*command, f"--seed={seed}", f"--model_dir={model_dir}"],
                           capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"kerasnets-train --flagfile={flagfile} --seed={seed} failed: {tail}")
+        raise TrainingFailedError(f"kerasnets-train at --seed={seed} failed: {tail}")
     with open(os.path.join(model_dir, "results.json")) as f:
         results = json.load(f)
     epoch, seconds = crossing(results["test_accuracy"], results["seconds_per_epoch"], target)
@@ -58,22 +63,25 @@ def train_recipe(flagfile: str, seed: int, model_dir: str, target: float,
                 epoch_at_target=epoch, seconds_to_target=seconds and round(seconds, 2))
 
 
-def bench_time_to_accuracy(flagfile: str, seeds: Sequence[int], target: float = 0.994,
-                           compare_torch: bool = False) -> dict:
+def bench_time_to_accuracy(config: TrainConfig, seeds: Sequence[int], target: float = 0.994,
+                           compare_torch: bool = False, data_flags: Sequence[str] = ()) -> dict:
     """The recipe at each seed; with `compare_torch` also the course's recipe in PyTorch
-    (once: it is seeded but not deterministic) and flags/default.flags at the same seeds,
+    (once: it is seeded but not deterministic) and the default recipe at the same seeds,
     each stopped at its first test pass at `target` (--stop_at_accuracy)."""
+    recipe_command = seed_sweep.train_command(config, data_flags)
     with tempfile.TemporaryDirectory() as scratch:
-        rows = [train_recipe(flagfile, s, os.path.join(scratch, f"seed-{s}"), target)
+        rows = [train_recipe(recipe_command, s, os.path.join(scratch, f"seed-{s}"), target)
                 for s in seeds]
-        report = dict(flagfile=flagfile, target=target, rows=rows, **_stats(rows))
+        report = dict(recipe=config.model, target=target, rows=rows, **_stats(rows))
         if compare_torch:
-            from kerasnets import bench_torch, data
+            from kerasnets import data
+            from kerasnets.bench import torch_course
 
-            torch_run = bench_torch.seconds_to_accuracy(data.load_mnist(), target)
-            default_rows = [train_recipe(DEFAULT_FLAGFILE, s, os.path.join(scratch, f"default-{s}"),
-                                         target, [f"--stop_at_accuracy={target}"])
-                            for s in seeds]
+            torch_run = torch_course.seconds_to_accuracy(data.load_mnist(), target)
+            default_command = seed_sweep.train_command(
+                None, [f"--recipe={DEFAULT_RECIPE}", f"--stop_at_accuracy={target}", *data_flags])
+            default_rows = [train_recipe(default_command, s, os.path.join(scratch, f"default-{s}"),
+                                         target) for s in seeds]
             report.update(pytorch_course_recipe=dict(epoch=torch_run["epoch"],
                                                      seconds=round(torch_run["seconds"], 2)),
                           default_recipe=default_rows, **speedups(report, torch_run, default_rows))
@@ -117,7 +125,7 @@ def format_report(report: dict) -> str:
                    if r["epoch_at_target"] else "—")
         lines.append(f"{r['seed']:>4}  {100 * r['final_test_accuracy']:>9.2f}%  "
                      f"{r['train_seconds']:>8.1f}  {r['startup_seconds']:>10.1f}  {crossed:>20}")
-    lines.append(f"{report['flagfile']}: final test accuracy "
+    lines.append(f"recipe ({report['recipe']} model): final test accuracy "
                  f"{100 * report['mean_final_test_accuracy']:.2f} ± "
                  f"{100 * report['sd_final_test_accuracy']:.2f} % (worst "
                  f"{100 * report['worst_final_test_accuracy']:.2f} %), training "
@@ -130,10 +138,11 @@ def format_report(report: dict) -> str:
         mean = report.get("default_mean_seconds_to_target")
         lines.append(f"course recipe in PyTorch to {target} %: epoch {torch_run['epoch']}, "
                      f"{torch_run['seconds']:.1f} s")
-        lines.append(f"{DEFAULT_FLAGFILE} to {target} % at the same seeds: epochs {crossings}; "
+        lines.append(f"the {DEFAULT_RECIPE} recipe to {target} % at the same seeds: epochs {crossings}; "
                      f"mean {'—' if mean is None else format(mean, '.1f') + ' s'} "
                      f"({report['default_seeds_at_target']} of {len(report['default_recipe'])} "
                      "seeds got there)")
         lines.append(f"speed-up: {report.get('speedup_vs_pytorch', '—')}x the course's recipe "
-                     f"in PyTorch, {report.get('speedup_vs_default', '—')}x {DEFAULT_FLAGFILE}")
+                     f"in PyTorch, {report.get('speedup_vs_default', '—')}x the {DEFAULT_RECIPE} "
+                     "recipe")
     return "\n".join(lines)

@@ -1,37 +1,44 @@
-r"""kerasnets-train: train an MNIST convnet from the command line.
+r"""kerasnets-train: train an MNIST convnet from a named recipe.
 
-  kerasnets-train --flagfile=flags/default.flags --model_dir=runs/default
+Reads the recipe (--recipe, default `default`: the compact model to >= 99.5 %)
+as if its flags came first, so any flag given after it overrides it, trains,
+and writes model.keras, history.csv, results.json, curves.png,
+misclassified.png, confusion.png and tensorboard/ into --model_dir. A run killed
+part-way and started again with the same command resumes from its last
+completed epoch; --export_base also exports the final model as the next
+SavedModel version.
 
-Writes model.keras, history.csv, results.json, curves.png, misclassified.png,
-confusion.png and tensorboard/ into --model_dir. A run killed part-way and
-started again with the same command resumes from its last completed epoch.
+  kerasnets-train --recipe=fast --model_dir=runs/fast
+  kerasnets-train --recipe=default --seed=3 --model_dir=runs/default-3
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from typing import Sequence
 
 from absl import app, flags, logging
 
 from kerasnets import data, export, fileio, models, recipe, training
+from kerasnets.cli import command, data_flags, recipe_flags
 
 FLAGS = flags.FLAGS
 
-data.define_data_flags()
-recipe.define_flags()
-flags.DEFINE_float("collective_timeout", 120.0, "--strategy=multiworker: seconds a worker "
-                   "waits on the others before giving up (> 0).", lower_bound=1e-3)
+flags.DEFINE_enum("recipe", "default", list(recipe.names()),
+                  "The recipe to train (flags/NAME.flags), read as if its flags came first: later "
+                  "flags override it.")
+flags.adopt_module_key_flags(recipe_flags)
+flags.adopt_module_key_flags(data_flags)
 flags.DEFINE_string("model_dir", None, "Directory for the model, history, results and pictures.")
 flags.DEFINE_bool("overwrite", False, "Replace a finished run in --model_dir.")
 flags.DEFINE_string("export_base", None, "Also export the final model as the next SavedModel "
                     "version under this directory (e.g. savedmodels/mnist; see kerasnets-export).")
+flags.DEFINE_float("collective_timeout", 120.0, "--strategy=multiworker: seconds a worker "
+                   "waits on the others before giving up.", lower_bound=1e-3)
 flags.mark_flag_as_required("model_dir")
-
-export.register_export_base_validator()
+command.register_export_base_validator()
 
 
 @flags.multi_flags_validator(["model_dir", "overwrite"])
@@ -46,29 +53,24 @@ def _check_model_dir(values) -> bool:
     return True
 
 
-def main(argv: Sequence[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    config = recipe.config_from_flags()
-    model_dir = os.path.abspath(FLAGS.model_dir)
+def train_command(config: recipe.TrainConfig, model_dir: str, data_dir: str | None,
+                  mnist_path: str | None, overwrite: bool, export_base: str | None,
+                  collective_timeout: float) -> int:
+    """Locks --model_dir (a second run on it is refused) and trains into it."""
+    model_dir = os.path.abspath(model_dir)
     lock_dir, cluster = model_dir, None
     if config.strategy == "multiworker":
         from kerasnets import distributed
-        try:
-            cluster = distributed.cluster_spec()
-        except ValueError as e:
-            print(f"kerasnets-train: error: {e}", file=sys.stderr)
-            return 1
+        cluster = distributed.cluster_spec()
         if cluster[1]:  # a non-chief worker works in its own subdirectory
             lock_dir = os.path.join(model_dir, f".worker-{cluster[1]}")
     owner = f"kerasnets-train (started {time.strftime('%Y-%m-%d %H:%M:%S')})"
     try:
         with fileio.exclusive_directory(lock_dir, owner, training.LOCK_FILE):
-            return train_into(config, model_dir, cluster, FLAGS.data_dir, FLAGS.mnist_path,
-                              FLAGS.overwrite, FLAGS.export_base, FLAGS.collective_timeout)
+            return train_into(config, model_dir, cluster, data_dir, mnist_path, overwrite,
+                              export_base, collective_timeout)
     except fileio.DirectoryInUseError as e:
-        print(f"kerasnets-train: error: --model_dir: {e}", file=sys.stderr)
-        return 1
+        return command.fail(f"--model_dir: {e}")
 
 
 def train_into(config: recipe.TrainConfig, model_dir: str, cluster: tuple[int, int] | None,
@@ -83,35 +85,19 @@ def train_into(config: recipe.TrainConfig, model_dir: str, cluster: tuple[int, i
         distributed.tf.get_logger().setLevel("WARNING")
         training.set_threads(config.intra_op_threads)
         strategy = distributed.create_strategy(collective_timeout)
-    try:
-        mnist, source = data.resolve_mnist(data_dir, mnist_path)
-    except data.MnistDataError as e:
-        print(f"kerasnets-train: error: {e}", file=sys.stderr)
-        return 1
+    mnist, source = data.resolve_mnist(data_dir, mnist_path)
     log = lambda line: print(line, flush=True)  # noqa: E731
     log(f"MNIST: {source}")
     if overwrite and os.path.isfile(os.path.join(model_dir, "results.json")):
-        for name in training.OUTPUT_FILES + ("tensorboard", training.BACKUP_DIR):
-            path = os.path.join(model_dir, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.exists(path):
-                os.remove(path)
-    try:
-        if strategy is None:
-            results = training.train(config, mnist, model_dir, log=log)
-        else:
-            results = distributed.train(config, mnist, model_dir, strategy, log=log)
-            if results is None:
-                workers, index = cluster
-                print(f"worker {index} of {workers}: done (the chief, worker 0, wrote the outputs)")
-                return 0
-    except (training.NanLossError, ValueError) as e:
-        print(f"kerasnets-train: error: {e}", file=sys.stderr)
-        return 1
-    except RuntimeError as e:  # distributed.WorkerLostError
-        print(f"kerasnets-train: error: {e}", file=sys.stderr)
-        return 2
+        remove_finished_run(model_dir)
+    if strategy is None:
+        results = training.train(config, mnist, model_dir, log=log)
+    else:
+        results = distributed.train(config, mnist, model_dir, strategy, log=log)
+        if results is None:
+            workers, index = cluster
+            print(f"worker {index} of {workers}: done (the chief, worker 0, wrote the outputs)")
+            return 0
     print(f"wrote {model_dir}: {', '.join(training.OUTPUT_FILES)}, tensorboard/ "
           f"(best test accuracy {100 * results['best_test_accuracy']:.2f}%)")
     if export_base:
@@ -122,9 +108,27 @@ def train_into(config: recipe.TrainConfig, model_dir: str, cluster: tuple[int, i
     return 0
 
 
+def remove_finished_run(model_dir: str) -> None:
+    """--overwrite: the files of a finished run, so the new run starts from scratch."""
+    for name in training.OUTPUT_FILES + ("tensorboard", training.BACKUP_DIR):
+        path = os.path.join(model_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    return train_command(recipe_flags.config(), FLAGS.model_dir, FLAGS.data_dir,
+                         FLAGS.mnist_path, FLAGS.overwrite, FLAGS.export_base,
+                         FLAGS.collective_timeout)
+
+
 def run():
     """Console-script entry point (kerasnets-train)."""
-    app.run(main)
+    command.run(main, __name__, default_recipe="default")
 
 
 if __name__ == "__main__":

@@ -28,14 +28,19 @@ import numpy as np
 URL_LINE = re.compile(r" on (http://[^ ]+) \(REST")
 
 
+SERVE_COMMAND = (sys.executable, "-m", "kerasnets.cli.serve")
+
+
 @contextlib.contextmanager
-def running_server(model_base: str, *args: str, startup_timeout: float = 180) -> Iterator[str]:
-    """Yields the base URL of a kerasnets-serve process on a free 127.0.0.1 port; the process
-    is stopped (SIGTERM, then SIGKILL) when the block ends, whatever happens in it."""
+def running_server(model_base: str, *args: str, startup_timeout: float = 180,
+                   command: Sequence[str] = SERVE_COMMAND, cwd: str | None = None,
+                   env: dict | None = None) -> Iterator[str]:
+    """Yields the base URL of a kerasnets-serve process (`command`: this Python's, or an
+    installed kerasnets-serve) on a free 127.0.0.1 port; the process is stopped (SIGTERM,
+    then SIGKILL) when the block ends, whatever happens in it."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kerasnets.serve", f"--model_base={model_base}", "--port=0",
-         "--host=127.0.0.1", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True)
+        [*command, f"--model_base={model_base}", "--port=0", "--host=127.0.0.1", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=cwd, env=env)
     try:
         url = _wait_for_url(proc, startup_timeout)
         yield url

@@ -1,13 +1,12 @@
 r"""GPU figures without TensorFlow: the flagfile recipes trained on Keras's JAX backend.
 
-  KERAS_BACKEND=jax python -m kerasnets.bench_gpu --flagfile=flags/default.flags \
+  KERAS_BACKEND=jax python -m kerasnets.bench.jax_backend --recipe=default \
       --precision=mixed_float16
 
 Why this exists: a GPU machine may have Keras and JAX but no way to install
-TensorFlow's GPU build (the NVIDIA H100/H200 machines our GPU figures come from
-are offline, take at most 64 MiB of extra files, and have CUDA 13, while
-TensorFlow's wheel alone is 573 MB and its GPU build needs CUDA 12 libraries),
-so kerasnets-train (tf.data, tf.distribute) cannot run there. Keras 3 runs the very
+TensorFlow's GPU build (it needs its own CUDA 12 libraries; docs/performance.md
+describes the machines the GPU figures come from), so kerasnets-train (tf.data,
+tf.distribute) cannot run there. Keras 3 runs the very
 same models (kerasnets.models) and compiled recipe (kerasnets.recipe: optimizer,
 schedule, loss) on JAX, which that machine has. Only the input pipeline is
 re-expressed: each epoch's augmentation (the same uniform rotation and shift,
@@ -19,32 +18,29 @@ another draw of the same recipe, not a replay of a CPU run. The TensorFlow-only
 flags (--strategy, --deterministic, --intra_op_threads) are accepted, so the
 flagfiles read unchanged, and ignored.
 
-Prints the course's line per epoch with its seconds; the last line is JSON
-(model, parameters, precision, device, seconds_per_epoch, test_accuracy, ...).
+Prints the course's line per epoch; the last line is JSON: the results dict of
+kerasnets-train's results.json (kerasnets.records), plus the backend.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import os
-import sys
-import time
 from typing import Sequence
 
+import keras
 import numpy as np
 from absl import app, flags
 
-os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is first imported
-
-import keras  # noqa: E402
-
-from kerasnets import data, models, recipe  # noqa: E402
+from kerasnets import data, records, recipe
+from kerasnets.cli import command, data_flags, recipe_flags
 
 FLAGS = flags.FLAGS
-data.define_data_flags()
-recipe.define_flags()
+
+flags.DEFINE_enum("recipe", "default", list(recipe.names()),
+                  "The recipe to train (flags/NAME.flags), read as if its flags came first.")
+flags.adopt_module_key_flags(recipe_flags)
+flags.adopt_module_key_flags(data_flags)
 
 
 def affine_maps(key, n: int, rotation: float, shift: float, scale: float):
@@ -119,70 +115,51 @@ class EpochData(keras.utils.PyDataset):
         self._prepare()
 
 
-class EpochLog(keras.callbacks.Callback):
-    """The course's line and the seconds of each epoch."""
-
-    def __init__(self, test_size: int):
-        super().__init__()
-        self.test_size, self.rows = test_size, []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self.start
-        self.rows.append(dict(epoch=epoch + 1, seconds=seconds, train_loss=logs["loss"],
-                              train_accuracy=logs["accuracy"], test_loss=logs["val_loss"],
-                              test_accuracy=logs["val_accuracy"]))
-        correct = int(round(logs["val_accuracy"] * self.test_size))
-        print(f"epoch {epoch + 1}: {seconds:.2f} s  "
-              f"{recipe.course_line(logs['val_loss'], correct, self.test_size)}", flush=True)
-
-
-def train(config: recipe.TrainConfig, mnist) -> dict:
-    """Trains `config` on the default JAX device; returns the per-epoch figures."""
+def train(config: recipe.TrainConfig, mnist, log=print) -> dict:
+    """Trains `config` on the default JAX device; returns the results dict (as
+    kerasnets-train's results.json, plus the backend and per-epoch timing summary)."""
     import jax
 
     keras.utils.set_random_seed(config.seed)
-    accelerated = jax.default_backend() != "cpu"
-    precision = config.precision
-    if precision == "auto":
-        precision = "mixed_float16" if accelerated else "float32"
+    precision = records.resolve_precision(config.precision)
     keras.mixed_precision.set_global_policy(precision)
     (x_train, y_train), (x_test, y_test) = recipe.select_examples(config, mnist)
     train_data = EpochData(x_train, y_train, config, recipe.augmented_epochs(config))
     model = recipe.create_model(config, len(train_data))
-    log = EpochLog(len(x_test))
+    history: list[dict] = []
     model.fit(train_data, epochs=config.epochs, validation_data=(x_test[..., None], y_test),
-              validation_batch_size=1000, callbacks=[log], verbose=0)
-    test_acc = [r["test_accuracy"] for r in log.rows]
-    trainable, frozen = models.count_params(model)
-    return dict(
-        model=config.model, trainable_params=trainable, total_params=trainable + frozen,
-        backend=f"keras {keras.__version__} on jax {jax.__version__}", precision=precision,
-        device=str(jax.devices()[0].device_kind), epochs=len(log.rows),
-        seconds_per_epoch=[round(r["seconds"], 3) for r in log.rows],
-        median_seconds_per_epoch_after_first=float(np.median([r["seconds"] for r in log.rows[1:]]))
-        if len(log.rows) > 1 else None,
-        test_accuracy=test_acc, first_epoch_at_99_4=recipe.first_epoch_at(test_acc, 0.994),
-        best_test_accuracy=max(test_acc), last3=test_acc[-3:], flags=dataclasses.asdict(config))
+              validation_batch_size=1000, verbose=0,
+              callbacks=[records.EpochHistory(history, len(x_test), log)])
+    test_loss, test_acc, _ = records.scores(predict(model, x_test), y_test)
+    _, train_acc, _ = records.scores(predict(model, x_train), y_train)
+    seconds = [row["seconds"] for row in history]
+    return records.results_dict(
+        config, model, history, (test_loss, test_acc, train_acc), precision, "none", 1,
+        backend=f"keras {keras.__version__} on jax {jax.__version__}",
+        median_seconds_per_epoch_after_first=float(np.median(seconds[1:]))
+        if len(seconds) > 1 else None)
+
+
+def predict(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """Softmax outputs for uint8 images [n, 28, 28]."""
+    return model.predict(images[..., None], batch_size=1000, verbose=0)
 
 
 def main(argv: Sequence[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if keras.backend.backend() != "jax":
-        print("kerasnets.bench_gpu: error: needs KERAS_BACKEND=jax (kerasnets-train is the "
-              "TensorFlow path)", file=sys.stderr)
-        return 1
-    try:
-        mnist = data.load_mnist(FLAGS.data_dir, FLAGS.mnist_path)
-    except data.MnistDataError as e:
-        print(f"kerasnets.bench_gpu: error: {e}", file=sys.stderr)
-        return 1
-    print(json.dumps(train(recipe.config_from_flags(), mnist)), flush=True)
+        return command.fail("needs KERAS_BACKEND=jax (kerasnets-train is the TensorFlow path)")
+    mnist = data.load_mnist(FLAGS.data_dir, FLAGS.mnist_path)
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    print(json.dumps(train(recipe_flags.config(), mnist, log)), flush=True)
     return 0
 
 
+def run():
+    """Entry point of `python -m kerasnets.bench.jax_backend`."""
+    command.run(main, __name__, default_recipe="default")
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -1,8 +1,9 @@
 """The course's network and recipe in PyTorch, for the side-by-side training benchmark.
 
-Only `kerasnets-bench --what=train --compare_torch` imports this module, and
-PyTorch is not a dependency of kerasnets: install the CPU build yourself
-(`.venv/bin/pip install torch==2.13.0`). The network mirrors
+Only `kerasnets-bench --compare_torch` imports this module, and it imports only
+where PyTorch is installed: PyTorch is not a dependency of kerasnets (install
+the CPU build yourself: `.venv/bin/pip install torch==2.13.0`, or the `torch`
+extra). The network mirrors
 `kerasnets.models.seed_model` layer for layer (19,130 trainable parameters) and
 the recipe is the course's: SGD lr 0.01, momentum 0.9, batch 32, no augmentation.
 """
@@ -12,11 +13,13 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 
 def seed_network():
     """The course's PyTorch model (conv → ReLU → BatchNorm, as in the course)."""
-    from torch import nn
 
     def block(cin, cout):
         return [nn.Conv2d(cin, cout, 3), nn.ReLU(), nn.BatchNorm2d(cout)]
@@ -38,8 +41,6 @@ def images_per_second(images: np.ndarray, labels: np.ndarray, batch_size: int, s
                       warmup: int = 20, seed: int = 0) -> float:
     """Steady-state training throughput of the course's recipe, as the course ran it
     (tensors in memory, normalised, a shuffled permutation batched per step)."""
-    import torch
-    import torch.nn.functional as F
 
     torch.manual_seed(seed)
     x = (torch.from_numpy(images).float().div_(255.0).sub_(0.1307).div_(0.3081)).unsqueeze(1)
@@ -70,8 +71,6 @@ def seconds_to_accuracy(mnist, target: float = 0.994, max_epochs: int = 19, seed
     """Trains the course's recipe epoch by epoch, testing after each, until the test
     accuracy first reaches `target` (or `max_epochs`, the course's 19). Returns the
     epoch, the seconds of training and test passes up to it, and each epoch's accuracy."""
-    import torch
-    import torch.nn.functional as F
 
     torch.manual_seed(seed)
     (x_train, y_train), (x_test, y_test) = mnist

@@ -1,7 +1,4 @@
-"""kerasnets-predict: classify digits in image files with an exported or saved model.
-
-    kerasnets-predict --model=savedmodels/mnist/1 digit.png photo.jpg
-    kerasnets-predict --model=runs/default/model.keras --top_k=3 *.png
+"""Image files as MNIST digits: decoded safely, then prepared the way MNIST was made.
 
 Any PNG, JPEG, GIF or BMP (colour or grey, with or without alpha, up to
 MAX_PIXELS: the size is read from the file header before decoding) is decoded
@@ -10,30 +7,28 @@ digit on black (inverted when the image is dark on light), the digit's
 bounding box scaled to fit 20x20 with its aspect ratio kept, then placed in a
 28x28 field so that its centre of mass is at the centre.
 
-A file that is missing or cannot be decoded gets one error line; the other
-files are still predicted, and the exit status is 1 if any file failed.
+Used by kerasnets-predict (files) and kerasnets-serve's /draw (a drawing's PNG).
 """
 
 from __future__ import annotations
 
 import os
 import struct
-import sys
-from typing import Callable, Sequence
 
 import numpy as np
-from absl import app, flags
+
+from kerasnets.errors import KerasnetsError
 
 BOX = 20       # MNIST digits fit a 20x20 box ...
 FIELD = 28     # ... in a 28x28 field with their centre of mass at pixel (14, 14)
-CENTRE = 14.0  # (measured: the mean over MNIST's training images is 13.996, 14.004)
+CENTRE = 14.0  # (MNIST's own centring: its training images' mean centre of mass)
 INK = 0.2      # pixels above this fraction of the brightest one count as the digit
 MAX_PIXELS = 40_000_000   # larger images are refused before decoding (a 40 MP grey image
                           # decodes to 160 MB of float32; a forged header could claim far more)
 JPEG_HEADER_BYTES = 1 << 16  # where a JPEG's frame header is looked for (after its metadata)
 
 
-class ImageError(ValueError):
+class ImageError(KerasnetsError, ValueError):
     """An image file that cannot be read as a digit."""
 
 
@@ -148,113 +143,3 @@ def to_mnist(grey: np.ndarray) -> np.ndarray:
 
 def _border(image: np.ndarray) -> np.ndarray:
     return np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
-
-
-def load_classifier(path: str) -> Callable[[np.ndarray], np.ndarray]:
-    """A function uint8 [batch, 28, 28] → float32 probabilities [batch, 10].
-
-    `path` is a SavedModel version directory, an export base (its highest
-    version is used) or a `.keras` file.
-    """
-    import tensorflow as tf
-
-    from kerasnets import export, models
-
-    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "saved_model.pb")):
-        path = export.latest_version_dir(path) or path
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        signatures = tf.saved_model.load(path).signatures
-        problem = export.signature_problem(signatures)
-        if problem:
-            raise models.NotAnMnistModelError(f"{path} is not a kerasnets SavedModel: {problem}")
-        serve = signatures[export.SIGNATURE]
-        return lambda images: serve(**{export.INPUT_NAME: tf.constant(images)})["probabilities"].numpy()
-    model = models.load_model(path, compile=False)
-    channel = models.add_channel_axis(model)
-    return lambda images: np.asarray(
-        model(images[..., None] if channel else images, training=False), np.float32)
-
-
-def model_problem(path: str) -> str | None:
-    if os.path.isfile(path):
-        return None if path.endswith(".keras") else f"{path} is a file but not a .keras model"
-    if os.path.isdir(path):
-        from kerasnets import export
-        if os.path.isfile(os.path.join(path, "saved_model.pb")) or export.versions(path):
-            return None
-        return f"{path} holds neither saved_model.pb nor numbered SavedModel versions"
-    return f"{path} does not exist"
-
-
-def format_prediction(path: str, probabilities: np.ndarray, top_k: int) -> str:
-    order = np.argsort(-probabilities)[:top_k]
-    if top_k == 1:
-        return f"{path}: {order[0]} (p={probabilities[order[0]]:.4f})"
-    ranked = "  ".join(f"{d}:{probabilities[d]:.4f}" for d in order)
-    return f"{path}: {ranked}"
-
-
-def predict_files(paths: Sequence[str], classify, top_k: int = 1,
-                  out=sys.stdout, err=sys.stderr) -> int:
-    """Prints one line per file, in order; returns the number of files that failed."""
-    prepared: list[np.ndarray | ImageError] = []
-    for path in paths:
-        try:
-            prepared.append(to_mnist(load_image(path)))
-        except ImageError as e:
-            prepared.append(e)
-    good = [p for p in prepared if not isinstance(p, ImageError)]
-    probabilities = iter(classify(np.stack(good)) if good else [])
-    for path, item in zip(paths, prepared):
-        if isinstance(item, ImageError):
-            print(f"kerasnets-predict: error: {path}: {item}", file=err, flush=True)
-        else:
-            print(format_prediction(path, next(probabilities), top_k), file=out, flush=True)
-    return sum(isinstance(p, ImageError) for p in prepared)
-
-
-FLAGS = flags.FLAGS
-
-
-def main(argv: Sequence[str]) -> int:
-    paths = argv[1:]
-    if not paths:
-        raise app.UsageError("name at least one image file (PNG or JPEG)")
-    from kerasnets import models
-
-    try:
-        classify = load_classifier(FLAGS.model)
-    except models.NotAnMnistModelError as e:
-        print(f"kerasnets-predict: error: --model: {e}", file=sys.stderr)
-        return 1
-    except Exception as e:  # noqa: BLE001 -- any unreadable model: one line, not a traceback
-        print(f"kerasnets-predict: error: cannot load --model={FLAGS.model}: {e}", file=sys.stderr)
-        return 1
-    if FLAGS.top_k > 1:
-        print(f"file: digit:probability for the {FLAGS.top_k} most likely digits")
-    return 1 if predict_files(paths, classify, FLAGS.top_k) else 0
-
-
-def define_flags() -> None:
-    flags.DEFINE_string("model", "savedmodels/mnist",
-                        "A SavedModel version directory, an export base (its highest version is "
-                        "used) or a .keras file.")
-    flags.DEFINE_integer("top_k", 1, "Show the k most likely digits (1..10).", lower_bound=1,
-                         upper_bound=10)
-
-    @flags.validator("model")
-    def _model_exists(value) -> bool:
-        problem = model_problem(value or "")
-        if problem:
-            raise flags.ValidationError(f"--model: {problem}")
-        return True
-
-
-def run():
-    """Console-script entry point (kerasnets-predict)."""
-    define_flags()
-    app.run(main)
-
-
-if __name__ == "__main__":
-    run()

@@ -1,0 +1,173 @@
+r"""kerasnets-bench: how fast each part runs, as tables (and, with --json, a JSON line).
+
+  --what=input             the tf.data pipeline alone: images/s with and without
+                           augmentation at each of --batch_sizes
+  --what=train             steady-state training images/s of the recipe (--recipe and
+                           the recipe flags; --compare_torch: the course's network in
+                           PyTorch beside it, with --recipe=seed)
+  --what=inference         single-image latency (p50, p99) and batched images/s of the
+                           exported SavedModel signature, model(x) and model.predict
+  --what=time_to_accuracy  trains the recipe at each of --seeds: final test accuracy and
+                           training seconds (--compare_torch: also the course's recipe in
+                           PyTorch and the default recipe, each to --target)
+  --what=serve             a kerasnets-serve process on 127.0.0.1 under single-image
+                           requests from each of --concurrency clients, with request
+                           batching on and off
+
+Figures are measured after a warm-up and vary between machines: compare the
+ratios taken in one run, never absolute numbers from different machines.
+
+  kerasnets-bench --what=train --recipe=seed --compare_torch
+  kerasnets-bench --what=time_to_accuracy --recipe=fast --seeds=0-4
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from typing import Sequence
+
+from absl import app, flags, logging
+
+from kerasnets import data, recipe
+from kerasnets.cli import command, data_flags, recipe_flags
+
+FLAGS = flags.FLAGS
+WHAT = ("input", "train", "inference", "time_to_accuracy", "serve")
+
+flags.DEFINE_enum("recipe", "default", list(recipe.names()),
+                  "The recipe to measure (flags/NAME.flags), read as if its flags came first: "
+                  "later flags override it.")
+flags.adopt_module_key_flags(recipe_flags)
+flags.adopt_module_key_flags(data_flags)
+flags.DEFINE_enum("what", "input", list(WHAT), "What to measure.")
+flags.DEFINE_string("seeds", "0-4", "time_to_accuracy: seeds, e.g. 0-4 or 1,3.")
+flags.DEFINE_float("target", 0.994, "time_to_accuracy: the test accuracy whose first epoch "
+                   "is reported, in (0, 1].")
+flags.DEFINE_list("batch_sizes", ["32", "128", "512"],
+                  "input: batch sizes to measure; inference: batch sizes for images/s "
+                  "(integers > 0; inference uses 1,32,256 when left at the default).")
+flags.DEFINE_integer("timed_batches", 200, "input/train: batches timed per measurement.",
+                     lower_bound=1)
+flags.DEFINE_integer("repeats", 3, "train: alternating runs; the median is reported.",
+                     lower_bound=1)
+flags.DEFINE_enum("batchnorm", "fused", ["fused", "keras"], "train/inference: the models' "
+                  "BatchNorm: ours (one fused kernel) or Keras's own (for an A/B).")
+flags.DEFINE_bool("compare_torch", False, "train, time_to_accuracy: also time the course's "
+                  "network in PyTorch (needs torch installed; --what=train with --model=seed).")
+flags.DEFINE_integer("calls", 1000, "inference: single-image calls for p50/p99.",
+                     lower_bound=100)
+flags.DEFINE_integer("requests", 2000, "serve: requests per concurrency level.", lower_bound=10)
+flags.DEFINE_list("concurrency", ["1", "16"], "serve: numbers of concurrent clients "
+                  "(integers 1..256).")
+flags.DEFINE_string("model_base", None, "serve: the export base to serve (default: an "
+                    "untrained default model, exported to a temporary directory).")
+flags.DEFINE_bool("json", False, "Also print the results as one JSON line at the end.")
+flags.register_validator(
+    "concurrency", lambda v: bool(v) and all(s.isdigit() and 1 <= int(s) <= 256 for s in v),
+    "--concurrency must be a comma list of integers 1..256, e.g. 1,16")
+flags.register_validator(
+    "model_base", lambda v: v is None or os.path.isdir(v),
+    "--model_base must be an export base directory (e.g. savedmodels/mnist)")
+flags.register_validator(
+    "batch_sizes", lambda v: bool(v) and all(s.isdigit() and int(s) > 0 for s in v),
+    "--batch_sizes must be a comma list of integers > 0, e.g. 32,128,512")
+flags.register_validator("target", lambda v: 0 < v <= 1, "--target must be in (0, 1]")
+flags.register_validator("seeds", command.check_seeds_flag)
+
+
+@flags.multi_flags_validator(["compare_torch", "model", "what"])
+def _torch_comparison(values) -> bool:
+    if not values["compare_torch"]:
+        return True
+    if values["what"] == "train" and values["model"] != "seed":
+        raise flags.ValidationError("--compare_torch needs --what=train --model=seed (the "
+                                    "course's network is the one re-implemented in PyTorch; "
+                                    "--recipe=seed trains it)")
+    if values["what"] not in ("train", "time_to_accuracy"):
+        raise flags.ValidationError("--compare_torch goes with --what=train or "
+                                    "--what=time_to_accuracy")
+    if importlib.util.find_spec("torch") is None:
+        raise flags.ValidationError("--compare_torch: PyTorch is not installed; run "
+                                    ".venv/bin/pip install torch==2.13.0 (CPU build)")
+    return True
+
+
+def batch_norm_class(name: str) -> type:
+    """--batchnorm: ours (fused) or Keras's own layer."""
+    import keras
+
+    from kerasnets.layers import FusedBatchNorm
+    return FusedBatchNorm if name == "fused" else keras.layers.BatchNormalization
+
+
+def bench_command(what: str, config: recipe.TrainConfig, options: dict) -> list[dict]:
+    """Runs one benchmark (options: this command's flag values); prints its table and
+    returns its rows."""
+    from kerasnets.bench import serve_load, throughput, time_to_accuracy
+
+    batch_sizes = [int(b) for b in options["batch_sizes"]]
+    if what == "inference":
+        batch_sizes = batch_sizes if options["batch_sizes_given"] else list(
+            throughput.INFERENCE_BATCH_SIZES)
+        results = throughput.bench_inference(config.model, options["calls"], batch_sizes,
+                                             batch_norm_class=options["batch_norm_class"])
+        print(throughput.format_inference_table(results, batch_sizes))
+        return results
+    if what == "time_to_accuracy":
+        report = time_to_accuracy.bench_time_to_accuracy(
+            config, options["seeds"], options["target"], options["compare_torch"],
+            options["data_flags"])
+        print(time_to_accuracy.format_report(report))
+        return [report]
+    if what == "serve":
+        results = serve_load.bench_serve(options["requests"], options["concurrency"],
+                                         options["model_base"])
+        print(serve_load.format_serve_table(results))
+        return results
+    mnist = data.load_mnist(options["data_dir"], options["mnist_path"])
+    if what == "input":
+        results = throughput.bench_input(mnist, batch_sizes, options["timed_batches"])
+        print(throughput.format_input_table(results))
+        return results
+    results = throughput.bench_train_side_by_side(
+        mnist, config, options["timed_batches"], options["repeats"], options["compare_torch"],
+        options["batch_norm_class"])
+    print(throughput.format_train_table(results))
+    if options["compare_torch"]:
+        print(f"keras / pytorch images/s: {results[0]['ratio_to_pytorch']:.2f}")
+    return results
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from kerasnets import seed_sweep, training
+
+    logging.set_verbosity(logging.WARNING)  # SavedModel writing logs each step at INFO
+    config = recipe_flags.config()
+    training.set_threads(config.intra_op_threads)
+    options = dict(
+        batch_sizes=FLAGS.batch_sizes, batch_sizes_given=FLAGS["batch_sizes"].present,
+        calls=FLAGS.calls, seeds=seed_sweep.parse_seeds(FLAGS.seeds), target=FLAGS.target,
+        compare_torch=FLAGS.compare_torch, requests=FLAGS.requests,
+        concurrency=[int(c) for c in FLAGS.concurrency], model_base=FLAGS.model_base,
+        data_dir=FLAGS.data_dir, mnist_path=FLAGS.mnist_path,
+        data_flags=command.data_flag_values(FLAGS.data_dir, FLAGS.mnist_path),
+        timed_batches=FLAGS.timed_batches, repeats=FLAGS.repeats,
+        batch_norm_class=batch_norm_class(FLAGS.batchnorm))
+    results = bench_command(FLAGS.what, config, options)
+    if FLAGS.json:
+        summary = dict(results[0]) if FLAGS.what == "train" else {}
+        print(json.dumps({"what": FLAGS.what, **summary, "results": results}))
+    return 0
+
+
+def run():
+    """Console-script entry point (kerasnets-bench)."""
+    command.run(main, __name__, default_recipe="default")
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,127 @@
+"""What every kerasnets command shares: its start, its help, --recipe, and its error exit.
+
+`run(main, __name__)` is each console script's entry point. It
+
+* makes `--help` describe the command: absl prints the docstring of `__main__`
+  and the key flags of `sys.argv[0]`, and a console script's `__main__` is the
+  generated wrapper, so the command module's docstring and key flags (its own
+  flags and the shared ones it adopts) are handed over to them. absl's own flags
+  stay in `--helpfull`.
+* reads `--recipe=NAME` as if the named recipe's flagfile were the first flag
+  (`--flagfile=<the recipe>`), so every later flag overrides it; `default_recipe`
+  is read when no --recipe is given. An unknown name is left to absl's enum check,
+  which refuses it in one line listing the names.
+* gives the one error exit: a `KerasnetsError` (and a full disk, which any write
+  may hit) ends the command with one line `<command>: error: <message>` and the
+  error's exit status; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Sequence
+
+from absl import app, flags
+
+from kerasnets import errors, recipe
+
+RECIPE_FLAG = "recipe"
+
+
+def program_name(module_name: str | None = None) -> str:
+    """The command's name for its messages: `kerasnets-train` for kerasnets.cli.train (the
+    module named, else the one running as __main__), another kerasnets module by its
+    name, else the program's file name."""
+    if module_name in (None, "__main__"):
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        module_name = spec.name if spec is not None else None
+    if module_name and module_name.startswith("kerasnets."):
+        package, _, command_name = module_name.rpartition(".")
+        return f"kerasnets-{command_name}" if package == "kerasnets.cli" else module_name
+    return os.path.basename(sys.argv[0]) if sys.argv else "kerasnets"
+
+
+def fail(message: str, status: int = 1, module_name: str | None = None) -> int:
+    """Prints `<command>: error: <message>` to stderr; returns `status` for main to return."""
+    print(f"{program_name(module_name)}: error: {message}", file=sys.stderr, flush=True)
+    return status
+
+
+def expand_recipe(argv: Sequence[str], default_recipe: str | None) -> list[str]:
+    """argv with `--flagfile=<recipe file>` inserted first when --recipe (the last one given,
+    as absl reads it) or `default_recipe` names a known recipe."""
+    name = default_recipe
+    args = list(argv[1:])
+    for i, arg in enumerate(args):
+        if arg in (f"--{RECIPE_FLAG}", f"-{RECIPE_FLAG}") and i + 1 < len(args):
+            name = args[i + 1]
+        elif arg.startswith((f"--{RECIPE_FLAG}=", f"-{RECIPE_FLAG}=")):
+            name = arg.split("=", 1)[1]
+    if name not in recipe.names():
+        return list(argv)
+    return [argv[0], f"--flagfile={recipe.recipe_path(name)}", *args]
+
+
+def _describe_command(module_name: str) -> None:
+    """Hands the command module's docstring and key flags to what absl's --help reads."""
+    module = sys.modules[module_name]
+    main_module = sys.modules["__main__"]
+    if main_module is module:  # python -m kerasnets.cli.<command>: absl finds them itself
+        return
+    main_module.__doc__ = module.__doc__
+    for flag in flags.FLAGS.get_key_flags_for_module(module_name):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
+def with_error_exit(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+    """`main` whose package errors (and a full disk) end in one line and their exit status."""
+
+    def guarded(argv: list[str]) -> int:
+        try:
+            return main(argv)
+        except errors.KerasnetsError as e:
+            return fail(str(e), e.exit_status, main.__module__)
+        except OSError as e:
+            if not errors.is_disk_full(e):
+                raise
+            where = os.path.dirname(e.filename) if e.filename else "the output directory"
+            return fail(str(errors.disk_full(e, where, "its files")), 1, main.__module__)
+
+    return guarded
+
+
+def run(main: Callable[[list[str]], int], module_name: str,
+        default_recipe: str | None = None) -> None:
+    """Console-script entry point of the command defined in module `module_name`."""
+    _describe_command(module_name)
+    app.run(with_error_exit(main), argv=expand_recipe(sys.argv, default_recipe))
+
+
+def register_export_base_validator() -> None:
+    """--export_base (kerasnets-export, kerasnets-train) must be a place for new versions."""
+    from kerasnets import export
+
+    @flags.validator("export_base")
+    def _export_base_is_writable(value) -> bool:
+        problem = value and export.export_base_problem(value)
+        if problem:
+            raise flags.ValidationError(f"--export_base: {problem}")
+        return True
+
+
+def check_seeds_flag(value: str) -> bool:
+    """absl validator of a --seeds flag (kerasnets-sweep, kerasnets-bench)."""
+    from kerasnets import seed_sweep
+
+    try:
+        seed_sweep.parse_seeds(value)
+    except ValueError as e:
+        raise flags.ValidationError(f"--seeds: {e}") from None
+    return True
+
+
+def data_flag_values(data_dir: str | None, mnist_path: str | None) -> list[str]:
+    """--data_dir/--mnist_path as given, to hand to a kerasnets-train child process."""
+    return [f"--{name}={value}" for name, value in (("data_dir", data_dir),
+                                                     ("mnist_path", mnist_path)) if value]

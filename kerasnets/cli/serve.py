@@ -1,0 +1,121 @@
+r"""kerasnets-serve: the exported model behind TensorFlow Serving's REST API, and a page to
+draw a digit.
+
+Serves the newest SavedModel version under --model_base (and switches to newer
+ones as they are exported) on TensorFlow Serving's paths and formats, so a client
+written for one works with the other:
+
+  GET  /v1/models/mnist                        version status
+  GET  /v1/models/mnist/metadata               the signature (its SignatureDef)
+  POST /v1/models/mnist:predict                {"instances": [...]} or {"inputs": ...}
+  POST /v1/models/mnist/versions/1:predict     the same, naming the version
+  GET  /                                       a page to draw a digit
+  POST /draw                                   a PNG of a drawing -> the digit
+
+It binds 127.0.0.1 unless --host says otherwise and refuses bodies over
+--max_request_bytes with 413.
+
+  kerasnets-serve --model_base=savedmodels/mnist [--port=8501]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from typing import Sequence
+
+from absl import app, flags
+
+from kerasnets import export, serving
+from kerasnets.cli import command
+
+FLAGS = flags.FLAGS
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+flags.DEFINE_string("model_base", "savedmodels/mnist", "The export base: a directory of "
+                    "numbered SavedModel versions (kerasnets-export writes them).")
+flags.DEFINE_string("model_name", "mnist", "The model's name in the URLs (/v1/models/NAME): "
+                    "letters, digits, '_', '.' or '-'.")
+flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (127.0.0.1: this machine "
+                    "only; 0.0.0.0 opens it to the network).")
+flags.DEFINE_integer("port", 8501, "Port (0 = any free one; the URL is printed).",
+                     lower_bound=0, upper_bound=65535)
+flags.DEFINE_integer("max_request_bytes", 4 << 20, "Largest request body; bigger ones get 413.",
+                     lower_bound=4096)
+flags.DEFINE_float("poll_seconds", 1.0, "How often --model_base is checked for a new version.",
+                   lower_bound=0.01)
+flags.DEFINE_bool("batching", True, "Run requests that arrive together as one batch.")
+flags.register_validator("model_name", lambda v: bool(_MODEL_NAME.match(v or "")),
+                         "--model_name must be letters, digits, '_', '.' or '-'")
+
+
+@flags.validator("model_base")
+def _has_a_version(value) -> bool:
+    if not value or not os.path.isdir(value):
+        raise flags.ValidationError(f"--model_base: {value} is not a directory (export a "
+                                    "model first: kerasnets-export or make run)")
+    if not serving.complete_versions(value):
+        raise flags.ValidationError(f"--model_base: {os.path.abspath(value)} holds no "
+                                    "numbered SavedModel version (e.g. 1/saved_model.pb)")
+    return True
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port; OSError if it cannot be had."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)  # connections wait in the backlog until the server accepts them
+    return sock
+
+
+def serve(model_base: str, model_name: str, host: str, port: int, max_request_bytes: int,
+          poll_seconds: float, batching: bool) -> int:
+    """Loads the newest version, binds host:port, prints the URL and serves until stopped."""
+    import uvicorn
+
+    from kerasnets import rest_api
+
+    export.tf_logger_quiet()
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    watcher = serving.ModelWatcher(model_base, poll_seconds, log)
+    watcher.poll()
+    if watcher.current is None:
+        return command.fail(f"no version under {os.path.abspath(model_base)} could be loaded "
+                            "(see above)")
+    try:
+        sock = listen(host, port)
+    except OSError as e:
+        return command.fail(f"cannot listen on {host}:{port}: {e.strerror}")
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
+    application = rest_api.create_app(watcher, model_name, max_request_bytes, batching)
+    watcher.start()
+    log(f"kerasnets-serve: {model_name} version {watcher.current.version} on {url} "
+        f"(REST: {url}/v1/models/{model_name}; draw a digit: {url}/)")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log(f"kerasnets-serve: listening on {host}: reachable from other machines, without "
+            "authentication")
+    config = uvicorn.Config(application, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=5)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        watcher.stop()
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    return serve(FLAGS.model_base, FLAGS.model_name, FLAGS.host, FLAGS.port,
+                 FLAGS.max_request_bytes, FLAGS.poll_seconds, FLAGS.batching)
+
+
+def run():
+    """Console-script entry point (kerasnets-serve)."""
+    command.run(main, __name__)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,117 @@
+r"""kerasnets-toynet: the backprop workbench (a 2-2-2 sigmoid network) on the command line.
+
+Trains the network by plain gradient descent at each learning rate of --lrs,
+checks the hand-derived chain-rule gradients against tf.GradientTape at every
+step, and writes into --out_dir: sweep.csv (every step's weights, forward pass,
+loss and gradients), lr_sweep.png (E_total against step) and backprop.xlsx (the
+same computation as live spreadsheet formulas, with charts).
+
+  kerasnets-toynet --recipe=toynet --out_dir=runs/toynet
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Sequence
+
+from absl import app, flags
+
+from kerasnets import backprop, fileio, recipe, workbench
+from kerasnets.cli import command
+
+FLAGS = flags.FLAGS
+MAX_STEPS = 100_000
+_DEFAULT = backprop.ToyNet()
+
+flags.DEFINE_enum("recipe", None, list(recipe.names("toynet")),
+                  "The recorded setting to read (flags/NAME.flags): the course's, read as if its "
+                  "flags came first (later flags override it).")
+flags.DEFINE_list("lrs", ["0.1", "0.2", "0.5", "0.8", "1.0", "2.0"],
+                  "Comma-separated learning rates, each finite and > 0, no repeats.")
+flags.DEFINE_integer("steps", 100, f"Gradient-descent updates per learning rate (1..{MAX_STEPS}).")
+for _name in ("i1", "i2"):
+    flags.DEFINE_float(_name, getattr(_DEFAULT, _name), f"Input {_name} (finite).")
+for _name in ("t1", "t2"):
+    flags.DEFINE_float(_name, getattr(_DEFAULT, _name), f"Target {_name}, in the open interval (0, 1).")
+for _name, _value in zip(backprop.WEIGHT_NAMES, _DEFAULT.weights):
+    flags.DEFINE_float(_name, _value, f"Initial weight {_name} (finite).")
+for _name in ("b1", "b2"):
+    flags.DEFINE_float(_name, 0.0, f"Bias {_name}, held fixed during training (finite).")
+flags.DEFINE_string("out_dir", None, "Directory to write sweep.csv, lr_sweep.png and backprop.xlsx.")
+flags.DEFINE_bool("overwrite", False, "Replace the files of a non-empty --out_dir.")
+flags.DEFINE_bool("log_scale", True, "Plot E_total on a log scale (plot and summary chart).")
+flags.mark_flag_as_required("out_dir")
+
+
+def parse_lrs(values: Sequence[str]) -> list[float]:
+    """--lrs as floats; ValueError saying what is wrong."""
+    lrs = [float(v) for v in values]
+    if not lrs:
+        raise ValueError("is empty")
+    bad = [v for v in lrs if not (math.isfinite(v) and v > 0)]
+    if bad:
+        raise ValueError(f"has {bad[0]!r}")
+    if len(set(lrs)) != len(lrs):
+        raise ValueError("repeats a value")
+    return lrs
+
+
+def _lrs_valid(values) -> bool:
+    try:
+        parse_lrs(values)
+    except ValueError:
+        return False
+    return True
+
+
+flags.register_validator(
+    "lrs", _lrs_valid,
+    "--lrs must be a comma list of distinct finite learning rates > 0, e.g. 0.1,0.5,1.0")
+flags.register_validator(
+    "steps", lambda v: v is not None and 1 <= v <= MAX_STEPS,
+    f"--steps must be an integer in 1..{MAX_STEPS}")
+for _name in ("t1", "t2"):
+    flags.register_validator(
+        _name, lambda v: v is not None and 0.0 < v < 1.0,
+        f"--{_name} must be in the open interval (0, 1): a sigmoid output never reaches 0 or 1")
+for _name in ("i1", "i2", "b1", "b2") + backprop.WEIGHT_NAMES:
+    flags.register_validator(_name, lambda v: v is not None and math.isfinite(v),
+                             f"--{_name} must be a finite number")
+
+
+@flags.multi_flags_validator(["out_dir", "overwrite"])
+def _check_out_dir(values) -> bool:
+    problem = fileio.output_dir_problem(values["out_dir"], values["overwrite"])
+    if problem:
+        raise flags.ValidationError(f"--out_dir: {problem}")
+    return True
+
+
+def toynet(out_dir: str, net: backprop.ToyNet, lrs: Sequence[float], steps: int,
+           log_scale: bool) -> int:
+    """Runs the workbench and prints its table and files."""
+    runs = workbench.run_workbench(out_dir, net, lrs, steps, log_scale)
+    print(workbench.format_table(runs))
+    print(f"hand-derived gradients = tf.GradientTape at every step (relative difference "
+          f"<= {backprop.GRADIENT_RTOL:g})")
+    for name in ("sweep.csv", "lr_sweep.png", "backprop.xlsx"):
+        print(f"wrote {os.path.join(os.path.abspath(out_dir), name)}")
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    net = backprop.ToyNet(i1=FLAGS.i1, i2=FLAGS.i2, t1=FLAGS.t1, t2=FLAGS.t2, b1=FLAGS.b1,
+                          b2=FLAGS.b2, weights=tuple(FLAGS[w].value for w in backprop.WEIGHT_NAMES))
+    return toynet(FLAGS.out_dir, net, parse_lrs(FLAGS.lrs), FLAGS.steps, FLAGS.log_scale)
+
+
+def run():
+    """Console-script entry point (kerasnets-toynet)."""
+    command.run(main, __name__)
+
+
+if __name__ == "__main__":
+    run()

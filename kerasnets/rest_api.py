@@ -1,0 +1,201 @@
+r"""The exported model behind TensorFlow Serving's REST API, and a page to draw a digit.
+
+The routes (kerasnets-serve's help lists them) are TensorFlow Serving's status,
+metadata and :predict paths with its request, response and error formats (errors
+as {"error": "..."} with a 4xx status), so a client written against this server
+works unchanged against TensorFlow Serving; plus `/` (the page) and `/draw` (a
+drawing, prepared exactly as kerasnets-predict prepares a file: kerasnets.images).
+The served version is the watcher's newest (serving.ModelWatcher); a request in
+flight finishes on the version it started with. Inference runs in a worker
+thread, off the event loop; with batching, requests that arrive while the model
+is busy run together as one batch. Bodies over `max_request_bytes` are refused
+with 413. Built on Starlette (ASGI); kerasnets-serve runs it under uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import importlib.resources
+import json
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from kerasnets import images, serving
+
+
+class Batcher:
+    """Runs predictions in one worker thread; requests that queue up while it is busy are
+    concatenated into one call (a batch costs little more than one image: see
+    docs/performance.md) and their results split again."""
+
+    def __init__(self, enabled: bool = True, max_batch: int = 256):
+        self.enabled, self.max_batch = enabled, max_batch
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="inference")
+        self.queue: asyncio.Queue | None = None
+        self.task: asyncio.Task | None = None
+
+    async def predict(self, model: serving.ServedModel, pixels: np.ndarray) -> dict:
+        loop = asyncio.get_running_loop()
+        if not self.enabled:
+            return await loop.run_in_executor(self.executor, model.predict, pixels)
+        if self.task is None:
+            self.queue = asyncio.Queue()
+            self.task = asyncio.create_task(self._run())
+        future = loop.create_future()
+        await self.queue.put((model, pixels, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            pending = [await self.queue.get()]
+            size = len(pending[0][1])
+            while not self.queue.empty() and size < self.max_batch:
+                pending.append(self.queue.get_nowait())
+                size += len(pending[-1][1])
+            for model in {id(item[0]): item[0] for item in pending}.values():
+                group = [item for item in pending if item[0] is model]
+                try:
+                    outputs = await loop.run_in_executor(
+                        self.executor, model.predict, np.concatenate([g[1] for g in group]))
+                except Exception as e:  # noqa: BLE001 -- delivered to each waiting request
+                    for _, _, future in group:
+                        future.set_exception(e)
+                    continue
+                start = 0
+                for _, pixels, future in group:
+                    end = start + len(pixels)
+                    future.set_result({k: v[start:end] for k, v in outputs.items()})
+                    start = end
+
+    def close(self) -> None:
+        if self.task:
+            self.task.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Segment(Convertor):
+    """A model name or version: one path segment without ':' (":predict" is a method)."""
+
+    regex = "[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+class Endpoints:
+    """The request handlers, over one watcher (the versions) and one batcher (inference)."""
+
+    def __init__(self, watcher: serving.ModelWatcher, model_name: str, max_request_bytes: int,
+                 batcher: Batcher):
+        self.watcher, self.model_name = watcher, model_name
+        self.max_request_bytes, self.batcher = max_request_bytes, batcher
+        page = importlib.resources.files("kerasnets").joinpath("draw.html").read_text("utf-8")
+        self.page = page.replace("{{MODEL_NAME}}", model_name)
+
+    def served(self, request: Request) -> serving.ServedModel:
+        """The version a request names (or the newest), or a RequestError like TF Serving's."""
+        name = request.path_params["name"]
+        version = request.path_params.get("version")
+        wanted = f"Specific({name}, {version})" if version else f"Latest({name})"
+        model = self.watcher.current
+        if name != self.model_name or model is None or (version and version != str(model.version)):
+            raise serving.RequestError(f"Servable not found for request: {wanted}", 404)
+        return model
+
+    async def body(self, request: Request) -> bytes:
+        """The request body, refused with 413 once it is over the limit."""
+        limit = self.max_request_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise serving.RequestError(f"request body of {int(declared):,} bytes is over the "
+                                       f"limit of {limit:,} bytes", 413)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise serving.RequestError(f"request body is over the limit of {limit:,} bytes",
+                                           413)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def status(self, request: Request) -> Response:
+        return JSONResponse(serving.version_status(self.served(request)))
+
+    async def metadata(self, request: Request) -> Response:
+        return JSONResponse(serving.metadata(self.model_name, self.served(request)))
+
+    async def predict(self, request: Request) -> Response:
+        model = self.served(request)
+        images_in, row = serving.parse_predict_request(await self.body(request))
+        outputs = await self.batcher.predict(model, images_in)
+        return Response(json.dumps(serving.format_predict_response(outputs, row)),
+                        media_type="application/json")
+
+    async def draw(self, request: Request) -> Response:
+        model = self.watcher.current
+        if model is None:
+            raise serving.RequestError("no model loaded yet", 503)
+        raw = await self.body(request)
+        loop = asyncio.get_running_loop()
+        try:
+            digit = await loop.run_in_executor(
+                None, lambda: images.to_mnist(images.decode_image(raw)))
+        except images.ImageError as e:
+            raise serving.RequestError(f"drawing: {e}") from None
+        outputs = await self.batcher.predict(model, digit[None])
+        return JSONResponse({"digit": int(outputs["classes"][0]),
+                             "probabilities": outputs["probabilities"][0].tolist(),
+                             "prepared": digit.tolist(), "version": str(model.version)})
+
+    async def index(self, request: Request) -> Response:
+        return HTMLResponse(self.page)
+
+    def routes(self) -> list[Route]:
+        model, version = "/v1/models/{name:segment}", "/versions/{version:segment}"
+        return [
+            Route(f"{model}:predict", self.predict, methods=["POST"]),
+            Route(f"{model}{version}:predict", self.predict, methods=["POST"]),
+            Route(f"{model}/metadata", self.metadata, methods=["GET"]),
+            Route(f"{model}{version}/metadata", self.metadata, methods=["GET"]),
+            Route(f"{model}{version}", self.status, methods=["GET"]),
+            Route(model, self.status, methods=["GET"]),
+            Route("/draw", self.draw, methods=["POST"]),
+            Route("/", self.index, methods=["GET"]),
+        ]
+
+
+async def _request_error(request: Request, exc: serving.RequestError) -> Response:
+    return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    return JSONResponse({"error": f"{exc.detail}: {request.method} {request.url.path}"},
+                        status_code=exc.status_code)
+
+
+def create_app(watcher: serving.ModelWatcher, model_name: str = "mnist",
+               max_request_bytes: int = 4 << 20, batching: bool = True) -> Starlette:
+    """The Starlette application: TensorFlow Serving's REST API, the page and /draw."""
+    register_url_convertor("segment", Segment())  # Starlette's registry; the same each time
+    batcher = Batcher(enabled=batching)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_):
+        yield
+        batcher.close()
+
+    endpoints = Endpoints(watcher, model_name, max_request_bytes, batcher)
+    return Starlette(routes=endpoints.routes(), lifespan=lifespan, exception_handlers={
+        serving.RequestError: _request_error, HTTPException: _http_error})

@@ -1,0 +1,77 @@
+"""README states only what the committed results say, and only commands that exist."""
+
+import csv
+import os
+import re
+import shlex
+
+import pytest
+from conftest import REPO
+from kerasnets import seed_sweep
+
+README = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+SWEEPS = os.path.join(REPO, "docs", "sweeps")
+TARGETS = {"default": 0.995, "wide": 0.996}
+
+
+def sweep_rows(recipe_name: str) -> list[dict]:
+    """docs/sweeps/<recipe>_seeds_0-7.csv, the summary kerasnets-sweep wrote, as its rows."""
+    with open(os.path.join(SWEEPS, f"{recipe_name}_seeds_0-7.csv")) as f:
+        return [dict(seed=int(r["seed"]), last_three=[float(a) for a in r["last_three"].split()],
+                     last_three_min=float(r["last_three_min"]), final=float(r["final"]),
+                     meets_target=r["meets_target"] == "True") for r in csv.DictReader(f)]
+
+
+def test_readme_fits_its_budget():
+    assert len(README) <= 15_000
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_results_rows_are_the_recipes_seed_0_in_the_committed_sweeps(name):
+    """The flagfiles train seed 0: their Results row is seed 0 of the sweep."""
+    seed_0 = sweep_rows(name)[0]
+    three = ", ".join(f"{100 * a:.2f}" for a in seed_0["last_three"])
+    row = next(line for line in README.splitlines() if line.startswith(f"| `{name}` |"))
+    assert f"| {three} % |" in row, row
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_sweep_lines_agree_with_the_committed_summaries(name):
+    rows = sweep_rows(name)
+    summary = seed_sweep.summarise(rows, TARGETS[name])
+    mean, sd = 100 * summary["mean_last_three_min"], 100 * summary["sd_last_three_min"]
+    bullet = next(line for line in README.splitlines() if line.startswith(f"* `{name}`:"))
+    bullet_block = README[README.index(bullet):README.index(bullet) + 300]
+    assert re.search(rf"{mean:.2f} ± {sd:.2f} %", bullet_block), bullet_block
+    assert f"{summary['meet']} of {summary['seeds']}" in bullet_block
+    if name == "default":  # the kerasnets-sweep paragraph quotes the command's own line
+        assert f"`{seed_sweep.summary_line(summary)}`" in " ".join(README.split())
+
+
+def test_the_make_run_transcript_ends_where_the_default_recipe_does():
+    final = 100 * sweep_rows("default")[0]["final"]
+    assert f"test accuracy {final:.2f}%" in README
+    assert "kerasnets-train --recipe=default --model_dir=runs/default" in README
+
+
+def test_every_command_in_readme_uses_flags_the_command_has():
+    """Each `kerasnets-<command> --flag` in README names a flag of that command's --help
+    (tests/test_cli.py checks the help texts themselves)."""
+    from kerasnets.cli import recipe_flags  # noqa: F401  (the shared flags, for the lookup)
+    from absl import flags
+
+    used = re.findall(r"kerasnets-(\w+)((?: --[\w]+(?:=\S+)?)+)", README)
+    assert len(used) >= 15
+    own = {
+        "train": {"recipe", "model_dir", "overwrite", "export_base", "strategy", "seed"},
+        "sweep": {"recipe", "seeds", "out_dir", "target", "jobs"},
+        "bench": {"what", "recipe", "seeds", "compare_torch", "timed_batches"},
+        "export": {"model_dir", "export_base"}, "predict": {"model_path"},
+        "serve": {"model_base"}, "toynet": {"recipe", "out_dir", "overwrite"},
+    }
+    for name, args in used:
+        for arg in shlex.split(args):
+            flag = arg[2:].split("=")[0]
+            known = own.get(name, set()) | (set(flags.FLAGS) if name in ("train", "sweep", "bench")
+                                             else set())
+            assert flag in known, (name, arg)
