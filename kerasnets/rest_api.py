@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from kerasnets import images, serving
+from kerasnets import images, rest_formats, serving
 
 
 class Batcher:
@@ -111,7 +111,7 @@ class Endpoints:
         wanted = f"Specific({name}, {version})" if version else f"Latest({name})"
         model = self.watcher.current
         if name != self.model_name or model is None or (version and version != str(model.version)):
-            raise serving.RequestError(f"Servable not found for request: {wanted}", 404)
+            raise rest_formats.RequestError(f"Servable not found for request: {wanted}", 404)
         return model
 
     async def body(self, request: Request) -> bytes:
@@ -119,41 +119,41 @@ class Endpoints:
         limit = self.max_request_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
-            raise serving.RequestError(f"request body of {int(declared):,} bytes is over the "
+            raise rest_formats.RequestError(f"request body of {int(declared):,} bytes is over the "
                                        f"limit of {limit:,} bytes", 413)
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise serving.RequestError(f"request body is over the limit of {limit:,} bytes",
+                raise rest_formats.RequestError(f"request body is over the limit of {limit:,} bytes",
                                            413)
             chunks.append(chunk)
         return b"".join(chunks)
 
     async def status(self, request: Request) -> Response:
-        return JSONResponse(serving.version_status(self.served(request)))
+        return JSONResponse(rest_formats.version_status(self.served(request)))
 
     async def metadata(self, request: Request) -> Response:
-        return JSONResponse(serving.metadata(self.model_name, self.served(request)))
+        return JSONResponse(rest_formats.metadata(self.model_name, self.served(request)))
 
     async def predict(self, request: Request) -> Response:
         model = self.served(request)
-        images_in, row = serving.parse_predict_request(await self.body(request))
+        images_in, row = rest_formats.parse_predict_request(await self.body(request))
         outputs = await self.batcher.predict(model, images_in)
-        return Response(json.dumps(serving.format_predict_response(outputs, row)),
+        return Response(json.dumps(rest_formats.format_predict_response(outputs, row)),
                         media_type="application/json")
 
     async def draw(self, request: Request) -> Response:
         model = self.watcher.current
         if model is None:
-            raise serving.RequestError("no model loaded yet", 503)
+            raise rest_formats.RequestError("no model loaded yet", 503)
         raw = await self.body(request)
         loop = asyncio.get_running_loop()
         try:
             digit = await loop.run_in_executor(
                 None, lambda: images.to_mnist(images.decode_image(raw)))
         except images.ImageError as e:
-            raise serving.RequestError(f"drawing: {e}") from None
+            raise rest_formats.RequestError(f"drawing: {e}") from None
         outputs = await self.batcher.predict(model, digit[None])
         return JSONResponse({"digit": int(outputs["classes"][0]),
                              "probabilities": outputs["probabilities"][0].tolist(),
@@ -176,7 +176,7 @@ class Endpoints:
         ]
 
 
-async def _request_error(request: Request, exc: serving.RequestError) -> Response:
+async def _request_error(request: Request, exc: rest_formats.RequestError) -> Response:
     return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
 
@@ -198,4 +198,4 @@ def create_app(watcher: serving.ModelWatcher, model_name: str = "mnist",
 
     endpoints = Endpoints(watcher, model_name, max_request_bytes, batcher)
     return Starlette(routes=endpoints.routes(), lifespan=lifespan, exception_handlers={
-        serving.RequestError: _request_error, HTTPException: _http_error})
+        rest_formats.RequestError: _request_error, HTTPException: _http_error})
