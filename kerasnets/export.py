@@ -1,6 +1,9 @@
-"""Export a trained model as a SavedModel in TensorFlow Serving's versioned layout.
+"""Export a trained model as one version for every runtime, in TensorFlow Serving's layout.
 
-    savedmodels/<name>/1/saved_model.pb, variables/, ...
+    savedmodels/<name>/1/saved_model.pb, variables/, ...   the SavedModel (always)
+                         model.onnx                        ONNX Runtime
+                         model.tflite                      LiteRT, float32
+                         model_int8.tflite                 LiteRT, int8 weights and activations
     savedmodels/<name>/2/...
 
 `export_savedmodel(model, export_base)` writes the next integer version. The
@@ -17,6 +20,14 @@ all preprocessing in the graph:
  -> classes        int64   [batch]
     probabilities  float32 [batch, 10]   (float32 also for mixed-precision models)
 
+The other formats are converted from that signature with the converters the
+runtimes' makers ship (tf2onnx; tf.lite.TFLiteConverter), so each file keeps the
+same inputs and outputs (kerasnets.runtimes runs them). int8 is post-training
+quantisation calibrated on training images the caller passes. By default a
+version holds the SavedModel, ONNX and float LiteRT (DEFAULT_FORMATS): they need
+nothing but the model and convert in about a second; int8 is asked for, with its
+calibration images (kerasnets-export --formats=...,litert_int8 loads MNIST for it).
+
 The command line is kerasnets-export (kerasnets.cli.export).
 """
 
@@ -27,12 +38,37 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 
 from kerasnets import errors, fileio
 
 SIGNATURE = "serving_default"
 INPUT_NAME = "images"
+FORMATS = ("saved_model", "onnx", "litert", "litert_int8")
+DEFAULT_FORMATS = ("saved_model", "onnx", "litert")
+FORMAT_FILES = {"onnx": "model.onnx", "litert": "model.tflite", "litert_int8": "model_int8.tflite"}
+ONNX_OPSET = 17
 _VERSION = re.compile(r"^[0-9]+$")
+
+
+class ExportFormatError(errors.KerasnetsError, ValueError):
+    """Formats that cannot be written: unknown, without the SavedModel, or int8 without
+    calibration images."""
+
+
+def formats_problem(formats, calibration_images=None) -> str | None:
+    """Why `formats` cannot be exported (given the calibration images), or None."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        return f"unknown format {unknown[0]!r}; the formats are {', '.join(FORMATS)}"
+    if "saved_model" not in formats:
+        return ("saved_model must be one of the formats: TensorFlow Serving loads it, and the "
+                "other files are converted from it")
+    if len(set(formats)) != len(formats):
+        return "a format is named twice"
+    if "litert_int8" in formats and calibration_images is None:
+        return "litert_int8 needs calibration images (training images, uint8 [n, 28, 28])"
+    return None
 
 
 class VersionExistsError(errors.KerasnetsError, FileExistsError):
@@ -93,10 +129,14 @@ def serving_archive(model):
     return archive
 
 
-def export_savedmodel(model, export_base: str, version: int | None = None) -> str:
-    """Writes `model` as version `version` (default: next free) of `export_base`; returns its path.
+def export_savedmodel(model, export_base: str, version: int | None = None,
+                      formats=DEFAULT_FORMATS, calibration_images=None) -> str:
+    """Writes `model` as version `version` (default: next free) of `export_base`, holding
+    the SavedModel and the other `formats`; returns its path.
 
-    Raises VersionExistsError if that version exists (versions are never replaced), and
+    The version appears whole, every file in it, or not at all. Raises
+    ExportFormatError (before writing anything) for formats that cannot be written,
+    VersionExistsError if that version exists (versions are never replaced), and
     models.NotAnMnistModelError (before writing anything) for a model that does not
     take 28x28 images or does not output 10 classes. Exports running at the same time
     into one `export_base` get distinct versions: the number is taken when the finished
@@ -108,6 +148,9 @@ def export_savedmodel(model, export_base: str, version: int | None = None) -> st
     problem = models.mnist_model_problem(model)
     if problem:
         raise models.NotAnMnistModelError(f"the model is not an MNIST model: {problem}")
+    problem = formats_problem(tuple(formats), calibration_images)
+    if problem:
+        raise ExportFormatError(problem)
     export_base = os.path.abspath(export_base)
     os.makedirs(export_base, exist_ok=True)
     if version is not None and os.path.exists(os.path.join(export_base, str(version))):
@@ -116,6 +159,9 @@ def export_savedmodel(model, export_base: str, version: int | None = None) -> st
     scratch = tempfile.mkdtemp(prefix=".export-tmp-", dir=export_base)
     try:
         write_archive(model, scratch)
+        for fmt in formats:
+            if fmt != "saved_model":
+                convert(scratch, fmt, calibration_images)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(scratch, 0o777 & ~umask)  # mkdtemp makes 0700; a server may run as another user
@@ -144,6 +190,59 @@ def write_archive(model, directory: str) -> None:
         if errors.is_disk_full(e):
             raise errors.disk_full(e, os.path.dirname(directory), "the SavedModel") from None
         raise
+
+
+def convert(saved_model_dir: str, fmt: str, calibration_images=None) -> str:
+    """The SavedModel in `saved_model_dir` converted to `fmt` (onnx, litert, litert_int8),
+    written beside it; returns the file's path."""
+    import tensorflow as tf
+
+    path = os.path.join(saved_model_dir, FORMAT_FILES[fmt])
+    try:
+        if fmt == "onnx":
+            write_onnx(saved_model_dir, path)
+        else:
+            content = litert_model(saved_model_dir,
+                                   calibration_images if fmt == "litert_int8" else None)
+            with open(path, "wb") as f:
+                f.write(content)
+    except (OSError, tf.errors.OpError) as e:
+        if errors.is_disk_full(e):
+            raise errors.disk_full(e, os.path.dirname(saved_model_dir), FORMAT_FILES[fmt]) from None
+        raise
+    return path
+
+
+def write_onnx(saved_model_dir: str, path: str) -> None:
+    """The serving signature as an ONNX model (tf2onnx), inputs and outputs named alike."""
+    import tensorflow as tf
+    import tf2onnx
+
+    loaded = tf.saved_model.load(saved_model_dir)  # holds the variables while converting
+    signature = loaded.signatures[SIGNATURE]
+    spec = [tf.TensorSpec([None, 28, 28], tf.uint8, name=INPUT_NAME)]
+    tf2onnx.convert.from_function(tf.function(lambda images: signature(images=images)),
+                                  input_signature=spec, opset=ONNX_OPSET, output_path=path)
+
+
+def litert_model(saved_model_dir: str, calibration_images=None) -> bytes:
+    """The serving signature as a LiteRT flatbuffer; with `calibration_images`, quantised to
+    int8 (weights and activations, calibrated on those images; float where an op has no
+    int8 kernel). The input stays uint8 and the probabilities float32."""
+    import numpy as np
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir,
+                                                         signature_keys=[SIGNATURE])
+    if calibration_images is not None:
+        images = np.asarray(calibration_images, np.uint8)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ({INPUT_NAME: images[i:i + 1]}
+                                                    for i in range(len(images)))
+    with warnings.catch_warnings():
+        # calibration runs TensorFlow's own (deprecated) interpreter, which says so
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+        return converter.convert()
 
 
 def signature_problem(signatures) -> str | None:

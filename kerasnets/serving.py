@@ -16,62 +16,57 @@ from typing import Callable
 
 import numpy as np
 
-from kerasnets import export
+from kerasnets import export, runtimes
 
 
 @dataclasses.dataclass(frozen=True)
 class ServedModel:
-    """One loaded version: its number, the serving signature and its SignatureDef as JSON."""
+    """One loaded version: its number, the runtime running it, its prediction function and
+    the SavedModel's SignatureDef as JSON (the metadata TensorFlow Serving reports)."""
 
     version: int
     path: str
-    signature: Callable
+    runtime: str
+    predict: runtimes.Predict  # uint8 [batch, 28, 28] -> {"classes", "probabilities"}
     signature_def: dict
 
-    def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """uint8 [batch, 28, 28] -> {"classes": int64 [batch], "probabilities": float32 [batch, 10]}."""
-        import tensorflow as tf
 
-        outputs = self.signature(**{export.INPUT_NAME: tf.constant(images, tf.uint8)})
-        return {name: value.numpy() for name, value in outputs.items()}
-
-
-def load_version(export_base: str, version: int) -> ServedModel:
-    """Loads `export_base/version`; raises ValueError if it is not a kerasnets SavedModel."""
-    import tensorflow as tf
+def load_version(export_base: str, version: int, runtime: str = "tensorflow") -> ServedModel:
+    """Loads `export_base/version` in `runtime`; raises runtimes.MissingRuntimeFileError
+    when the version has no file for it and models.NotAnMnistModelError when it is not a
+    kerasnets model."""
     from google.protobuf import json_format
     from tensorflow.core.protobuf import saved_model_pb2
 
     path = os.path.join(export_base, str(version))
-    signatures = tf.saved_model.load(path).signatures
-    problem = export.signature_problem(signatures)
-    if problem:
-        raise ValueError(f"{path} is not a kerasnets SavedModel: {problem}")
+    predict = runtimes.load(path, runtime)
     proto = saved_model_pb2.SavedModel()
     with open(os.path.join(path, "saved_model.pb"), "rb") as f:
         proto.ParseFromString(f.read())
     signature_def = json_format.MessageToDict(
         proto.meta_graphs[0].signature_def[export.SIGNATURE], preserving_proto_field_name=True)
-    return ServedModel(version, path, signatures[export.SIGNATURE], signature_def)
+    return ServedModel(version, path, runtime, predict, signature_def)
 
 
-def complete_versions(export_base: str) -> list[int]:
-    """Version directories that hold a saved_model.pb, ascending."""
+def complete_versions(export_base: str, runtime: str = "tensorflow") -> list[int]:
+    """Version directories that hold a saved_model.pb and the runtime's file, ascending."""
     return [v for v in export.versions(export_base)
-            if os.path.isfile(os.path.join(export_base, str(v), "saved_model.pb"))]
+            if os.path.isfile(os.path.join(export_base, str(v), "saved_model.pb"))
+            and runtimes.has_file(os.path.join(export_base, str(v)), runtime)]
 
 
 class ModelWatcher:
-    """Serves the newest version under `export_base`, polling for new ones every
+    """Serves the newest version under `export_base` in `runtime`, polling for new ones every
     `poll_seconds` in a background thread (as TensorFlow Serving's file-system
-    source does). A version that fails to load is logged once and skipped; the
-    previous one keeps serving."""
+    source does). A version that fails to load, or has no file for the runtime, is
+    logged once and skipped; the previous one keeps serving."""
 
     def __init__(self, export_base: str, poll_seconds: float = 1.0,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, runtime: str = "tensorflow"):
         self.export_base = os.path.abspath(export_base)
         self.poll_seconds = poll_seconds
         self.log = log
+        self.runtime = runtime
         self.current: ServedModel | None = None
         self._failed: set[int] = set()
         self._stop = threading.Event()
@@ -79,12 +74,13 @@ class ModelWatcher:
 
     def poll(self) -> None:
         """Loads the newest complete version if it is newer than the one being served."""
-        newest = next((v for v in reversed(complete_versions(self.export_base))
+        self._skip_versions_without_the_runtime()
+        newest = next((v for v in reversed(complete_versions(self.export_base, self.runtime))
                        if v not in self._failed), None)
         if newest is None or (self.current and newest <= self.current.version):
             return
         try:
-            model = load_version(self.export_base, newest)
+            model = load_version(self.export_base, newest, self.runtime)
         except Exception as e:  # noqa: BLE001 -- any unloadable version: log it, keep serving
             self._failed.add(newest)
             self.log(f"kerasnets-serve: version {newest} not loaded ({e}); still serving "
@@ -93,6 +89,15 @@ class ModelWatcher:
         previous, self.current = self.current, model  # one reference swap
         self.log(f"kerasnets-serve: serving version {newest}" +
                  (f" (was {previous.version})" if previous else ""))
+
+    def _skip_versions_without_the_runtime(self) -> None:
+        """One log line for each new version that has no file for the runtime."""
+        for version in complete_versions(self.export_base):
+            path = os.path.join(self.export_base, str(version))
+            if version not in self._failed and not runtimes.has_file(path, self.runtime):
+                self._failed.add(version)
+                self.log(f"kerasnets-serve: version {version} has no "
+                         f"{runtimes.FILES[self.runtime]}; skipped (--runtime={self.runtime})")
 
     def start(self) -> None:
         self.poll()
@@ -109,29 +114,25 @@ class ModelWatcher:
             self.poll()
 
 
-def load_classifier(path: str) -> Callable[[np.ndarray], np.ndarray]:
+def load_classifier(path: str, runtime: str = "tensorflow") -> Callable[[np.ndarray], np.ndarray]:
     """A function uint8 [batch, 28, 28] → float32 probabilities [batch, 10].
 
-    `path` is a SavedModel version directory, an export base (its highest
-    version is used) or a `.keras` file. Raises models.ModelFileError for one that
-    cannot be read and models.NotAnMnistModelError for another kind of model.
+    `path` is a version directory, an export base (its highest version is used) or a
+    `.keras` file (run by Keras: `runtime` must be tensorflow). Raises
+    models.ModelFileError for one that cannot be read, models.NotAnMnistModelError for
+    another kind of model and runtimes.MissingRuntimeFileError for a version without
+    the runtime's file.
     """
-    import tensorflow as tf
-
     from kerasnets import models
 
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "saved_model.pb")):
         path = export.latest_version_dir(path) or path
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        try:
-            signatures = tf.saved_model.load(path).signatures
-        except (OSError, ValueError, tf.errors.OpError) as e:
-            raise models.ModelFileError(f"cannot load {path}: {e}") from None
-        problem = export.signature_problem(signatures)
-        if problem:
-            raise models.NotAnMnistModelError(f"{path} is not a kerasnets SavedModel: {problem}")
-        serve = signatures[export.SIGNATURE]
-        return lambda images: serve(**{export.INPUT_NAME: tf.constant(images)})["probabilities"].numpy()
+    if os.path.isdir(path):
+        predict = runtimes.load(path, runtime)
+        return lambda images: predict(images)["probabilities"]
+    if runtime != "tensorflow":
+        raise models.ModelFileError(f"{path}: a .keras file runs in Keras (--runtime=tensorflow); "
+                                    f"for --runtime={runtime} export it first (kerasnets-export)")
     model = models.load_model(path, compile=False)
     channel = models.add_channel_axis(model)
     return lambda images: np.asarray(

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from conftest import error_lines, run_module
 
 
@@ -28,14 +30,23 @@ def test_train_bench_reports_images_per_second(real_mnist):
         out["images_per_second"]]
 
 
-def test_inference_bench_reports_latency_and_throughput_per_path():
-    out = _json_line(run_module("bench", "--what=inference", "--calls=100", "--batch_sizes=1,8",
-                                "--json"))
-    paths = [r["path"] for r in out["results"]]
-    assert paths == ["savedmodel signature", "keras model(x)", "keras predict"]
-    for r in out["results"]:
+def test_inference_bench_reports_every_runtime_side_by_side(real_mnist):
+    """One run: each runtime of one exported version (an untrained model: accuracy is
+    chance), and the Keras model called directly."""
+    proc = run_module("bench", "--what=inference", "--calls=100", "--batch_sizes=1,8",
+                      f"--data_dir={real_mnist[1]}", "--json")
+    out = _json_line(proc)
+    rows = {r["path"]: r for r in out["results"]}
+    assert list(rows) == ["tensorflow", "onnx", "litert", "litert_int8", "keras model(x)"]
+    for r in rows.values():
         assert r["calls"] == 100 and 0 < r["p50_ms"] <= r["p99_ms"]
         assert r["images_per_second_batch_1"] > 0 and r["images_per_second_batch_8"] > 0
+        assert 0.0 <= r["test_accuracy"] <= 1.0
+    assert rows["tensorflow"]["p50_vs_tensorflow"] == 1.0
+    assert rows["litert"]["p50_vs_tensorflow"] == pytest.approx(
+        rows["tensorflow"]["p50_ms"] / rows["litert"]["p50_ms"], rel=0.01)
+    assert rows["litert_int8"]["bytes"] < rows["litert"]["bytes"] < rows["tensorflow"]["bytes"]
+    assert "keras model(x)" in proc.stdout and "p50 x TF" in proc.stdout
 
 
 def test_torch_comparison_needs_the_seed_model():

@@ -35,6 +35,13 @@ def server(served_base):
 
 
 @pytest.fixture(scope="module")
+def roomy_server(served_base):
+    """A server with the default --max_request_bytes (4 MiB), for bodies over 64 KiB."""
+    with bench_serve.running_server(str(served_base)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def digits(real_mnist):
     (_, _), (x_test, y_test) = real_mnist[0]
     return x_test[:8], y_test[:8]
@@ -52,6 +59,20 @@ def request(url, method, path, body=None, content_type="application/json"):
         connection.request(method, path, body=body, headers={"Content-Type": content_type})
         response = connection.getresponse()
         return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def raw_request(url, method, path, body=None, content_type="application/json"):
+    """(status, Content-Type, body bytes, seconds) without assuming the answer is JSON."""
+    connection = connect(url)
+    try:
+        started = time.monotonic()
+        connection.request(method, path, body=body, headers={"Content-Type": content_type})
+        response = connection.getresponse()
+        data = response.read()
+        return (response.status, response.getheader("Content-Type"), data,
+                time.monotonic() - started)
     finally:
         connection.close()
 
@@ -120,7 +141,25 @@ BAD_REQUESTS = [
     ("POST", PREDICT, json.dumps({"instances": [[[-1] * 28] * 28]}).encode(), 400,
      r"got -1$"),
     ("POST", PREDICT, json.dumps({"instances": [[[0.5] * 28] * 28]}).encode(), 400,
-     r"got float64 values$"),
+     r"got 0\.5$"),
+    ("POST", PREDICT, json.dumps({"instances": [[[0] * 27 + [256]] * 28]}).encode(), 400,
+     r"^images: values must be integers 0\.\.255 \(uint8 pixels\); got 256$"),
+    ("POST", PREDICT, json.dumps({"instances": [[[255] * 27 + [-1]] * 28]}).encode(), 400,
+     r"^images: values must be integers 0\.\.255 \(uint8 pixels\); got -1$"),
+    ("POST", PREDICT, json.dumps({"instances": [[[0] * 27 + [float("nan")]] * 28]}).encode(),
+     400, r"^images: values must be integers 0\.\.255 \(uint8 pixels\); got NaN$"),
+    ("POST", PREDICT, json.dumps({"instances": [[[0] * 27 + [True]] * 28]}).encode(), 400,
+     r"^images: values must be integers 0\.\.255 \(uint8 pixels\); got true$"),
+    ("POST", PREDICT, json.dumps({"instances": [[[0] * 27 + [3.0]] * 28]}).encode(), 400,
+     r"^images: values must be integers 0\.\.255 \(uint8 pixels\); got 3\.0$"),
+    ("POST", PREDICT, b'{"instances": "hello"}', 400,
+     r'^images: expected a list of 28x28 images, got a string \("hello"\)$'),
+    ("POST", PREDICT, b'{"instances": ' + b"[" * 500 + b"]" * 500 + b"}", 400,
+     r"^images: nested 500 lists deep; expected a list of images, each 28 lists of 28 "
+     r"integers$"),
+    ("POST", PREDICT, b'{"instances": ' + b"[" * 30000 + b"]" * 30000 + b"}", 400,
+     r"^JSON Parse error: nested 30,001 levels deep, too deep to parse; each image must be "
+     r"28 lists of 28 integers$"),
     ("POST", PREDICT, json.dumps({"signature_name": "predict", "instances": []}).encode(), 400,
      r'^Serving signature name: "predict" not found in signature def$'),
     ("POST", PREDICT, b"[" + b"0," * 40000 + b"0]", 413,
@@ -144,6 +183,65 @@ def test_every_bad_request_gets_one_4xx_and_the_server_keeps_answering(server, d
         assert re.search(message, response["error"]), (message, response["error"])
         assert "\n" not in response["error"]
         assert request(server, "POST", PREDICT, good)[0] == 200
+
+
+def test_pixels_0_and_255_are_accepted_exactly(server, served_base):
+    pixels = np.zeros((2, 28, 28), np.uint8)
+    pixels[0, 10:18, 12:16] = 255
+    pixels[1] = 255
+    pixels[1, 0, 0] = 0
+    expected = signature_outputs(served_base, 1, pixels)
+    status, rows = request(server, "POST", PREDICT, json.dumps({"instances": pixels.tolist()}))
+    assert status == 200
+    assert [p["classes"] for p in rows["predictions"]] == expected["classes"].tolist()
+    np.testing.assert_allclose([p["probabilities"] for p in rows["predictions"]],
+                               expected["probabilities"], atol=1e-5)  # all-255: large sums
+
+
+def test_a_body_100000_lists_deep_gets_a_json_400_and_the_server_stays_healthy(roomy_server,
+                                                                               digits):
+    good = json.dumps({"instances": digits[0][:1].tolist()})
+    deep = b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    for _ in range(2):
+        status, content_type, data, _ = raw_request(roomy_server, "POST", PREDICT, deep)
+        assert (status, content_type) == (400, "application/json"), (status, data[:200])
+        assert json.loads(data) == {"error": "JSON Parse error: nested 100,001 levels deep, "
+                                             "too deep to parse; each image must be 28 lists "
+                                             "of 28 integers"}
+        status, response = request(roomy_server, "POST", PREDICT, good)
+        assert status == 200 and response["predictions"][0]["classes"] == 7
+
+
+def _png_bomb(width, height, rows):
+    """A grey PNG claiming width x height pixels whose IDAT is one deflate stream of `rows`
+    zero rows (~1/1000 of their size): a small file that inflates to rows*width bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
+    compressor, block = zlib.compressobj(9), b"\x00" * ((width + 1) * 1000)
+    data = b"".join(compressor.compress(block) for _ in range(rows // 1000))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", data + compressor.flush()) + chunk(b"IEND", b""))
+
+
+def test_draw_refuses_a_png_claiming_400_megapixels_from_its_header(roomy_server, digits):
+    # Its data stops 1,000 rows short: decoding it would inflate 380 MB (seconds) and then
+    # fail as "cannot decode", so the pixel-limit answer shows the header was read first.
+    bomb = _png_bomb(20_000, 20_000, rows=19_000)
+    assert images.image_size(bomb) == (20_000, 20_000)
+    assert 300_000 < len(bomb) < 4 << 20, len(bomb)  # ~0.4 MB: under the server's limit
+    status, content_type, data, seconds = raw_request(roomy_server, "POST", "/draw", bomb,
+                                                      "image/png")
+    assert (status, content_type) == (400, "application/json"), (status, data[:200])
+    assert json.loads(data) == {"error": "drawing: 20000x20000 pixels is over the limit of "
+                                         "40,000,000 (40 megapixels); scale the image down"}
+    assert seconds < 2, f"{seconds:.2f} s: the image was decoded"
+    good = json.dumps({"instances": digits[0][:1].tolist()})
+    assert request(roomy_server, "POST", PREDICT, good)[0] == 200
 
 
 def test_a_drawing_is_prepared_as_kerasnets_predict_prepares_a_file(server, served_base,
@@ -240,11 +338,13 @@ def test_bad_flags_get_one_line(served_base, tmp_path, args, message):
 
 def test_serve_bench_reports_latency_throughput_and_errors(served_base):
     proc = run_module("bench", "--what=serve", "--requests=20", "--concurrency=1,3",
-                      f"--model_base={served_base}", "--json", timeout=300)
+                      "--runtimes=tensorflow,litert", f"--model_base={served_base}", "--json",
+                      timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.splitlines()[-1])
-    rows = [(r["batching"], r["concurrency"]) for r in out["results"]]
-    assert rows == [(True, 1), (True, 3), (False, 1), (False, 3)]
+    rows = [(r["runtime"], r["batching"], r["concurrency"]) for r in out["results"]]
+    assert rows == [(runtime, batching, clients) for runtime in ("tensorflow", "litert")
+                    for batching in (True, False) for clients in (1, 3)]
     for r in out["results"]:
         assert r["requests"] == 20 and r["errors"] == 0
         assert 0 < r["p50_ms"] <= r["p99_ms"] and r["images_per_second"] > 0

@@ -140,10 +140,12 @@ def load(url: str, path: str, body: bytes, requests: int, concurrency: int,
 
 
 def bench_serve(requests: int, concurrencies: Sequence[int], model_base: str | None = None,
-                batching: Sequence[bool] = (True, False)) -> list[dict]:
+                batching: Sequence[bool] = (True, False),
+                runtimes: Sequence[str] = ("tensorflow", "litert")) -> list[dict]:
     """Single-image requests (a real test digit, row format) at each concurrency, for each
-    --batching setting. Without `model_base`, an untrained `default` model is exported
-    (serving speed does not depend on the weights' values)."""
+    runtime and --batching setting, one server after the other in one run. Without
+    `model_base`, an untrained `default` model is exported (serving speed does not
+    depend on the weights' values)."""
     from kerasnets import data, export, models
 
     digit = data.load_mnist()[1][0][:1]
@@ -154,19 +156,23 @@ def bench_serve(requests: int, concurrencies: Sequence[int], model_base: str | N
             model_base = os.path.join(scratch, "mnist")
             export.tf_logger_quiet()
             export.export_savedmodel(models.build_model("default"), model_base)
-        for batched in batching:
-            with running_server(model_base, f"--batching={str(batched).lower()}") as url:
-                path = "/v1/models/mnist:predict"
-                load(url, path, body, 100, 4)  # warm-up: traces, connections
-                for c in concurrencies:
-                    results.append(dict(batching=batched, **load(url, path, body, requests, c)))
+        for runtime in runtimes:
+            for batched in batching:
+                with running_server(model_base, f"--batching={str(batched).lower()}",
+                                    f"--runtime={runtime}") as url:
+                    path = "/v1/models/mnist:predict"
+                    load(url, path, body, 100, 4)  # warm-up: traces, connections
+                    for c in concurrencies:
+                        results.append(dict(runtime=runtime, batching=batched,
+                                            **load(url, path, body, requests, c)))
     return results
 
 
 def format_serve_table(results: Sequence[dict]) -> str:
-    head = (f"{'batching':>8} {'clients':>7} {'requests':>8} {'p50 ms':>7} {'p99 ms':>7} "
-            f"{'images/s':>9} {'errors':>6}")
-    rows = [f"{'on' if r['batching'] else 'off':>8} {r['concurrency']:>7} {r['requests']:>8} "
+    head = (f"{'runtime':>11} {'batching':>8} {'clients':>7} {'requests':>8} {'p50 ms':>7} "
+            f"{'p99 ms':>7} {'images/s':>9} {'errors':>6}")
+    rows = [f"{r['runtime']:>11} {'on' if r['batching'] else 'off':>8} {r['concurrency']:>7} "
+            f"{r['requests']:>8} "
             f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['images_per_second']:>9,} "
             f"{r['errors']:>6}" for r in results]
     return "\n".join([head, *rows])

@@ -4,9 +4,9 @@
                     augmentation at several batch sizes
   bench_train       steady-state training images/s of one recipe (beside it, with
                     torch installed, the course's network in PyTorch, and the ratio)
-  bench_inference   single-image latency (p50, p99) and batched images/s of the
-                    exported SavedModel signature, the Keras model called directly,
-                    and model.predict
+  bench_inference   single-image latency (p50, p99), batched images/s, size and test
+                    accuracy of one exported version in every runtime (TensorFlow,
+                    ONNX Runtime, LiteRT float and int8) and of the Keras model
 
 Figures are measured after a warm-up and vary between machines; compare ratios
 taken in the same run, never absolute numbers from different machines.
@@ -15,7 +15,7 @@ taken in the same run, never absolute numbers from different machines.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
+import os
 import time
 from typing import Sequence
 
@@ -145,48 +145,62 @@ def _throughput(call, batch: np.ndarray, seconds: float = 2.0) -> float:
     return images / (time.perf_counter() - start)
 
 
-def inference_paths(keras_model, export_dir: str) -> dict:
-    """name → function(uint8 [batch, 28, 28]) → probabilities, for each way users predict."""
-    import tensorflow as tf
+def version_size(version_dir: str, runtime: str) -> int:
+    """Bytes a runtime loads: its file, or for TensorFlow the SavedModel (graph, variables)."""
+    from kerasnets import runtimes
 
-    from kerasnets import export
-
-    export.export_savedmodel(keras_model, export_dir)
-    serve = tf.saved_model.load(export.latest_version_dir(export_dir)).signatures[export.SIGNATURE]
-    return {
-        "savedmodel signature": lambda x: serve(images=tf.constant(x))["probabilities"].numpy(),
-        "keras model(x)": lambda x: keras_model(x[..., None], training=False).numpy(),
-        "keras predict": lambda x: keras_model.predict(x[..., None], batch_size=len(x),
-                                                       verbose=0),
-    }
+    if runtime != "tensorflow":
+        return os.path.getsize(runtimes.file_path(version_dir, runtime))
+    return sum(os.path.getsize(os.path.join(root, name))
+               for root, _, names in os.walk(version_dir) for name in names
+               if name not in runtimes.FILES.values() or name == "saved_model.pb")
 
 
-def bench_inference(model: str, calls: int, batch_sizes: Sequence[int],
-                    seconds: float = 2.0, batch_norm_class: type = FusedBatchNorm) -> list[dict]:
-    """p50/p99 single-image latency over `calls` calls and images/s per batch size, per path.
+def bench_inference(version_dir: str, calls: int, batch_sizes: Sequence[int], test_set=None,
+                    runtimes_to_run: Sequence[str] | None = None, seconds: float = 2.0,
+                    keras_model=None) -> list[dict]:
+    """Per runtime of one version (and the Keras model called directly, when given):
+    p50/p99 single-image latency over `calls` calls, images/s per batch size, the bytes
+    it loads and, with `test_set` (images, labels), its test accuracy. The runtimes run
+    alternately in one process, so their ratios compare like with like."""
+    from kerasnets import runtimes
 
-    The weights are untrained (latency does not depend on their values)."""
-    from kerasnets import models
-
-    keras_model = models.build_model(model, batch_norm_class)
+    calls_by_path = {runtime: runtimes.load(version_dir, runtime)
+                     for runtime in runtimes_to_run or runtimes.RUNTIMES
+                     if runtimes.has_file(version_dir, runtime)}
+    if keras_model is not None:
+        calls_by_path["keras model(x)"] = lambda x: {"classes": np.argmax(
+            keras_model(x[..., None], training=False), axis=1)}
     rng = np.random.default_rng(0)
+    one = rng.integers(0, 256, (1, 28, 28), dtype=np.uint8)
+    batches = {b: rng.integers(0, 256, (b, 28, 28), dtype=np.uint8) for b in batch_sizes}
     results = []
-    with tempfile.TemporaryDirectory() as export_dir:
-        for path, call in inference_paths(keras_model, export_dir).items():
-            one = rng.integers(0, 256, (1, 28, 28), dtype=np.uint8)
-            p50, p99 = _latency_ms(call, one, calls)
-            row = dict(path=path, model=model, calls=calls, p50_ms=round(p50, 3),
-                       p99_ms=round(p99, 3))
-            for b in batch_sizes:
-                batch = rng.integers(0, 256, (b, 28, 28), dtype=np.uint8)
-                row[f"images_per_second_batch_{b}"] = round(_throughput(call, batch, seconds))
-            results.append(row)
+    for path, call in calls_by_path.items():
+        p50, p99 = _latency_ms(call, one, calls)
+        row = dict(path=path, calls=calls, p50_ms=round(p50, 4), p99_ms=round(p99, 4))
+        for b, batch in batches.items():
+            row[f"images_per_second_batch_{b}"] = round(_throughput(call, batch, seconds))
+        if path in runtimes.RUNTIMES:
+            row["bytes"] = version_size(version_dir, path)
+        if test_set is not None:
+            images, labels = test_set
+            row["test_accuracy"] = float(np.mean(call(images)["classes"] == labels))
+        results.append(row)
+    base = next((r["p50_ms"] for r in results if r["path"] == "tensorflow"), None)
+    for row in results:
+        row["p50_vs_tensorflow"] = round(base / row["p50_ms"], 2) if base else None
     return results
 
 
 def format_inference_table(results: Sequence[dict], batch_sizes: Sequence[int]) -> str:
-    head = f"{'path':>22} {'p50 ms':>8} {'p99 ms':>8}" + "".join(
-        f" {'img/s @' + str(b):>12}" for b in batch_sizes)
-    rows = [f"{r['path']:>22} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}" + "".join(
-        f" {r[f'images_per_second_batch_{b}']:>12,}" for b in batch_sizes) for r in results]
-    return "\n".join([head, *rows])
+    head = f"{'runtime':>15} {'p50 ms':>8} {'p99 ms':>8} {'p50 x TF':>8}" + "".join(
+        f" {'img/s @' + str(b):>12}" for b in batch_sizes) + f" {'bytes':>9} {'test acc':>8}"
+
+    def row(r: dict) -> str:
+        ratio = f"{r['p50_vs_tensorflow']:.1f}x" if r["p50_vs_tensorflow"] else "—"
+        accuracy = f"{100 * r['test_accuracy']:.2f}%" if "test_accuracy" in r else "—"
+        return (f"{r['path']:>15} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {ratio:>8}" + "".join(
+            f" {r[f'images_per_second_batch_{b}']:>12,}" for b in batch_sizes) +
+            f" {r['bytes'] if 'bytes' in r else '—':>9} {accuracy:>8}")
+
+    return "\n".join([head, *(row(r) for r in results)])

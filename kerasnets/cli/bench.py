@@ -26,11 +26,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import tempfile
 from typing import Sequence
 
 from absl import app, flags, logging
 
-from kerasnets import data, recipe
+from kerasnets import data, recipe, runtimes
 from kerasnets.cli import command, data_flags, recipe_flags
 
 FLAGS = flags.FLAGS
@@ -61,8 +62,13 @@ flags.DEFINE_integer("calls", 1000, "inference: single-image calls for p50/p99."
 flags.DEFINE_integer("requests", 2000, "serve: requests per concurrency level.", lower_bound=10)
 flags.DEFINE_list("concurrency", ["1", "16"], "serve: numbers of concurrent clients "
                   "(integers 1..256).")
-flags.DEFINE_string("model_base", None, "serve: the export base to serve (default: an "
-                    "untrained default model, exported to a temporary directory).")
+flags.DEFINE_string("model_base", None, "inference, serve: the export base whose newest "
+                    "version is measured (default: an untrained model of --model, exported "
+                    "with every format to a temporary directory).")
+flags.DEFINE_list("runtimes", list(runtimes.RUNTIMES), "inference, serve: the runtimes to "
+                  f"measure side by side ({', '.join(runtimes.RUNTIMES)}).")
+flags.register_validator("runtimes", lambda v: bool(v) and set(v) <= set(runtimes.RUNTIMES),
+                         f"--runtimes must be a comma list of {', '.join(runtimes.RUNTIMES)}")
 flags.DEFINE_bool("json", False, "Also print the results as one JSON line at the end.")
 flags.register_validator(
     "concurrency", lambda v: bool(v) and all(s.isdigit() and 1 <= int(s) <= 256 for s in v),
@@ -102,6 +108,25 @@ def batch_norm_class(name: str) -> type:
     return FusedBatchNorm if name == "fused" else keras.layers.BatchNormalization
 
 
+def inference_version(model_base: str | None, model_name: str, batch_norm_class: type, mnist,
+                      scratch: str):
+    """(version directory, Keras model) to measure: the newest version under model_base
+    with its model, or an untrained `model_name` exported with every format into scratch."""
+    from kerasnets import export, models
+    from kerasnets.cli import export as export_command
+
+    export.tf_logger_quiet()
+    if model_base:
+        version = export.latest_version_dir(model_base)
+        return version, None
+    model = models.build_model(model_name, batch_norm_class)
+    version = export.export_savedmodel(model, os.path.join(scratch, "mnist"),
+                                       formats=export.FORMATS,
+                                       calibration_images=export_command.calibration_sample(
+                                           mnist, 1000))
+    return version, model
+
+
 def bench_command(what: str, config: recipe.TrainConfig, options: dict) -> list[dict]:
     """Runs one benchmark (options: this command's flag values); prints its table and
     returns its rows."""
@@ -111,8 +136,12 @@ def bench_command(what: str, config: recipe.TrainConfig, options: dict) -> list[
     if what == "inference":
         batch_sizes = batch_sizes if options["batch_sizes_given"] else list(
             throughput.INFERENCE_BATCH_SIZES)
-        results = throughput.bench_inference(config.model, options["calls"], batch_sizes,
-                                             batch_norm_class=options["batch_norm_class"])
+        mnist = data.load_mnist(options["data_dir"], options["mnist_path"])
+        with tempfile.TemporaryDirectory() as scratch:
+            version, model = inference_version(options["model_base"], config.model,
+                                               options["batch_norm_class"], mnist, scratch)
+            results = throughput.bench_inference(version, options["calls"], batch_sizes,
+                                                 mnist[1], options["runtimes"], keras_model=model)
         print(throughput.format_inference_table(results, batch_sizes))
         return results
     if what == "time_to_accuracy":
@@ -123,7 +152,7 @@ def bench_command(what: str, config: recipe.TrainConfig, options: dict) -> list[
         return [report]
     if what == "serve":
         results = serve_load.bench_serve(options["requests"], options["concurrency"],
-                                         options["model_base"])
+                                         options["model_base"], runtimes=options["runtimes"])
         print(serve_load.format_serve_table(results))
         return results
     mnist = data.load_mnist(options["data_dir"], options["mnist_path"])
@@ -153,6 +182,7 @@ def main(argv: Sequence[str]) -> int:
         calls=FLAGS.calls, seeds=seed_sweep.parse_seeds(FLAGS.seeds), target=FLAGS.target,
         compare_torch=FLAGS.compare_torch, requests=FLAGS.requests,
         concurrency=[int(c) for c in FLAGS.concurrency], model_base=FLAGS.model_base,
+        runtimes=list(FLAGS.runtimes),
         data_dir=FLAGS.data_dir, mnist_path=FLAGS.mnist_path,
         data_flags=command.data_flag_values(FLAGS.data_dir, FLAGS.mnist_path),
         timed_batches=FLAGS.timed_batches, repeats=FLAGS.repeats,

@@ -2,8 +2,9 @@ r"""kerasnets-predict: classify digits in image files with an exported or saved 
 
 Each PNG, JPEG, GIF or BMP file is decoded and brought to MNIST's form (white
 digit on black, fitted into 20x20, centred by mass in 28x28; kerasnets.images)
-and classified by --model_path: a SavedModel version, an export base (its
-newest version) or a .keras file. One line per file; a file that cannot be
+and classified by --model_path: a version directory, an export base (its
+newest version) or a .keras file, run by --runtime (TensorFlow, ONNX Runtime,
+LiteRT or LiteRT int8: the same answers from the version's files). One line per file; a file that cannot be
 read gets one error line, the others are still predicted, and the exit status
 is 1 if any failed.
 
@@ -19,7 +20,7 @@ from typing import Sequence
 import numpy as np
 from absl import app, flags
 
-from kerasnets import images, serving
+from kerasnets import images, runtimes, serving
 from kerasnets.cli import command
 
 FLAGS = flags.FLAGS
@@ -28,6 +29,9 @@ flags.DEFINE_string("model_path", "savedmodels/mnist",
                     "A SavedModel version directory, an export base (its highest version is "
                     "used) or a .keras file.")
 flags.DEFINE_integer("top_k", 1, "Show the k most likely digits.", lower_bound=1, upper_bound=10)
+flags.DEFINE_enum("runtime", "tensorflow", list(runtimes.RUNTIMES), "What runs the version: "
+                  "its SavedModel (tensorflow), model.onnx (onnx), model.tflite (litert) or "
+                  "model_int8.tflite (litert_int8).")
 
 
 @flags.validator("model_path")
@@ -66,13 +70,14 @@ def predict_files(paths: Sequence[str], classify, top_k: int = 1,
     return sum(isinstance(p, images.ImageError) for p in prepared)
 
 
-def predict_command(model_path: str, paths: Sequence[str], top_k: int) -> int:
+def predict_command(model_path: str, paths: Sequence[str], top_k: int, runtime: str) -> int:
     """Loads the model and predicts every file; exit status 1 if any file failed."""
     from kerasnets import models
 
     try:
-        classify = serving.load_classifier(model_path)
-    except (models.NotAnMnistModelError, models.ModelFileError) as e:
+        classify = serving.load_classifier(model_path, runtime)
+    except (models.NotAnMnistModelError, models.ModelFileError,
+            runtimes.MissingRuntimeFileError) as e:
         return command.fail(f"--model_path: {e}")
     if top_k > 1:
         print(f"file: digit:probability for the {top_k} most likely digits")
@@ -82,7 +87,7 @@ def predict_command(model_path: str, paths: Sequence[str], top_k: int) -> int:
 def main(argv: Sequence[str]) -> int:
     if len(argv) < 2:
         raise app.UsageError("name at least one image file (PNG, JPEG, GIF or BMP)")
-    return predict_command(FLAGS.model_path, argv[1:], FLAGS.top_k)
+    return predict_command(FLAGS.model_path, argv[1:], FLAGS.top_k, FLAGS.runtime)
 
 
 def run():

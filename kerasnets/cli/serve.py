@@ -1,9 +1,10 @@
 r"""kerasnets-serve: the exported model behind TensorFlow Serving's REST API, and a page to
 draw a digit.
 
-Serves the newest SavedModel version under --model_base (and switches to newer
-ones as they are exported) on TensorFlow Serving's paths and formats, so a client
-written for one works with the other:
+Serves the newest version under --model_base (and switches to newer ones as they
+are exported), run by --runtime (TensorFlow, ONNX Runtime, LiteRT or LiteRT int8:
+the same answers from the version's files), on TensorFlow Serving's paths and
+formats, so a client written for one works with the other:
 
   GET  /v1/models/mnist                        version status
   GET  /v1/models/mnist/metadata               the signature (its SignatureDef)
@@ -27,7 +28,7 @@ from typing import Sequence
 
 from absl import app, flags
 
-from kerasnets import export, serving
+from kerasnets import export, runtimes, serving
 from kerasnets.cli import command
 
 FLAGS = flags.FLAGS
@@ -46,18 +47,27 @@ flags.DEFINE_integer("max_request_bytes", 4 << 20, "Largest request body; bigger
 flags.DEFINE_float("poll_seconds", 1.0, "How often --model_base is checked for a new version.",
                    lower_bound=0.01)
 flags.DEFINE_bool("batching", True, "Run requests that arrive together as one batch.")
+flags.DEFINE_enum("runtime", "litert", list(runtimes.RUNTIMES), "What runs each version: its "
+                  "SavedModel (tensorflow), model.onnx (onnx), model.tflite (litert) or "
+                  "model_int8.tflite (litert_int8); versions without that file are skipped.")
 flags.register_validator("model_name", lambda v: bool(_MODEL_NAME.match(v or "")),
                          "--model_name must be letters, digits, '_', '.' or '-'")
 
 
-@flags.validator("model_base")
-def _has_a_version(value) -> bool:
-    if not value or not os.path.isdir(value):
-        raise flags.ValidationError(f"--model_base: {value} is not a directory (export a "
+@flags.multi_flags_validator(["model_base", "runtime"])
+def _has_a_version(values) -> bool:
+    base, runtime = values["model_base"], values["runtime"]
+    if not base or not os.path.isdir(base):
+        raise flags.ValidationError(f"--model_base: {base} is not a directory (export a "
                                     "model first: kerasnets-export or make run)")
-    if not serving.complete_versions(value):
-        raise flags.ValidationError(f"--model_base: {os.path.abspath(value)} holds no "
+    if not serving.complete_versions(base):
+        raise flags.ValidationError(f"--model_base: {os.path.abspath(base)} holds no "
                                     "numbered SavedModel version (e.g. 1/saved_model.pb)")
+    if not serving.complete_versions(base, runtime):
+        raise flags.ValidationError(
+            f"--model_base: no version under {os.path.abspath(base)} has "
+            f"{runtimes.FILES[runtime]} for --runtime={runtime}; export one with kerasnets-export "
+            "(its default formats include it), or choose another --runtime")
     return True
 
 
@@ -71,7 +81,7 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def serve(model_base: str, model_name: str, host: str, port: int, max_request_bytes: int,
-          poll_seconds: float, batching: bool) -> int:
+          poll_seconds: float, batching: bool, runtime: str = "litert") -> int:
     """Loads the newest version, binds host:port, prints the URL and serves until stopped."""
     import uvicorn
 
@@ -79,7 +89,7 @@ def serve(model_base: str, model_name: str, host: str, port: int, max_request_by
 
     export.tf_logger_quiet()
     log = lambda line: print(line, flush=True)  # noqa: E731
-    watcher = serving.ModelWatcher(model_base, poll_seconds, log)
+    watcher = serving.ModelWatcher(model_base, poll_seconds, log, runtime)
     watcher.poll()
     if watcher.current is None:
         return command.fail(f"no version under {os.path.abspath(model_base)} could be loaded "
@@ -91,7 +101,7 @@ def serve(model_base: str, model_name: str, host: str, port: int, max_request_by
     url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
     application = rest_api.create_app(watcher, model_name, max_request_bytes, batching)
     watcher.start()
-    log(f"kerasnets-serve: {model_name} version {watcher.current.version} on {url} "
+    log(f"kerasnets-serve: {model_name} version {watcher.current.version} ({runtime}) on {url} "
         f"(REST: {url}/v1/models/{model_name}; draw a digit: {url}/)")
     if host not in ("127.0.0.1", "localhost", "::1"):
         log(f"kerasnets-serve: listening on {host}: reachable from other machines, without "
@@ -109,7 +119,7 @@ def main(argv: Sequence[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     return serve(FLAGS.model_base, FLAGS.model_name, FLAGS.host, FLAGS.port,
-                 FLAGS.max_request_bytes, FLAGS.poll_seconds, FLAGS.batching)
+                 FLAGS.max_request_bytes, FLAGS.poll_seconds, FLAGS.batching, FLAGS.runtime)
 
 
 def run():

@@ -1,0 +1,112 @@
+"""One exported version in every runtime: TensorFlow, ONNX Runtime and LiteRT (float, int8).
+
+A version directory written by kerasnets.export holds the SavedModel and, converted
+from it, `model.onnx`, `model.tflite` and `model_int8.tflite`, each with the serving
+signature's contract: `images` uint8 [batch, 28, 28] in; `classes` int64 [batch] and
+`probabilities` float32 [batch, 10] out. `load(version_dir, runtime)` gives the same
+function over any of them, so kerasnets-predict and kerasnets-serve answer alike
+whatever runs the model. A version without the runtime's file is reported
+(MissingRuntimeFileError), never replaced by another runtime's file.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Callable
+
+import numpy as np
+
+from kerasnets import errors
+
+RUNTIMES = ("tensorflow", "onnx", "litert", "litert_int8")
+FILES = {"tensorflow": "saved_model.pb", "onnx": "model.onnx", "litert": "model.tflite",
+         "litert_int8": "model_int8.tflite"}
+INPUT_NAME, OUTPUT_NAMES, SIGNATURE = "images", ("classes", "probabilities"), "serving_default"
+
+Predict = Callable[[np.ndarray], dict]  # uint8 [n, 28, 28] -> {"classes", "probabilities"}
+
+
+class MissingRuntimeFileError(errors.KerasnetsError, FileNotFoundError):
+    """The version directory has no file for the runtime asked for."""
+
+
+def file_path(version_dir: str, runtime: str) -> str:
+    """Where `runtime`'s file of a version lives (it may not exist)."""
+    return os.path.join(version_dir, FILES[runtime])
+
+
+def has_file(version_dir: str, runtime: str) -> bool:
+    return os.path.isfile(file_path(version_dir, runtime))
+
+
+def load(version_dir: str, runtime: str = "tensorflow") -> Predict:
+    """The version's model in `runtime`, as a function of uint8 images [n, 28, 28].
+
+    Raises MissingRuntimeFileError when the version has no file for the runtime.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; the runtimes are {', '.join(RUNTIMES)}")
+    path = file_path(version_dir, runtime)
+    if not os.path.isfile(path):
+        raise MissingRuntimeFileError(
+            f"{version_dir} has no {FILES[runtime]} for --runtime={runtime}; export it with "
+            f"kerasnets-export --formats=saved_model,{runtime if runtime != 'tensorflow' else ''}"
+            .rstrip(","))
+    loader = {"tensorflow": _tensorflow, "onnx": _onnx, "litert": _litert,
+              "litert_int8": _litert}[runtime]
+    return loader(version_dir if runtime == "tensorflow" else path)
+
+
+def _outputs(classes, probabilities) -> dict:
+    return {"classes": np.asarray(classes, np.int64),
+            "probabilities": np.asarray(probabilities, np.float32)}
+
+
+def _tensorflow(version_dir: str) -> Predict:
+    import tensorflow as tf
+
+    from kerasnets import export, models
+
+    try:
+        signatures = tf.saved_model.load(version_dir).signatures
+    except (OSError, ValueError, tf.errors.OpError) as e:
+        raise models.ModelFileError(f"cannot load {version_dir}: {e}") from None
+    problem = export.signature_problem(signatures)
+    if problem:
+        raise models.NotAnMnistModelError(f"{version_dir} is not a kerasnets SavedModel: "
+                                          f"{problem}")
+    signature = signatures[SIGNATURE]
+
+    def predict(images: np.ndarray) -> dict:
+        out = signature(**{INPUT_NAME: tf.constant(images, tf.uint8)})
+        return _outputs(out["classes"].numpy(), out["probabilities"].numpy())
+
+    return predict
+
+
+def _onnx(path: str) -> Predict:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+    def predict(images: np.ndarray) -> dict:
+        classes, probabilities = session.run(list(OUTPUT_NAMES),
+                                             {INPUT_NAME: np.asarray(images, np.uint8)})
+        return _outputs(classes, probabilities)
+
+    return predict
+
+
+def _litert(path: str) -> Predict:
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=path).get_signature_runner(SIGNATURE)
+    lock = threading.Lock()  # an interpreter runs one call at a time
+
+    def predict(images: np.ndarray) -> dict:
+        with lock:
+            out = runner(**{INPUT_NAME: np.asarray(images, np.uint8)})
+        return _outputs(out["classes"], out["probabilities"])
+
+    return predict
