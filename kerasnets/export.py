@@ -159,9 +159,8 @@ def export_savedmodel(model, export_base: str, version: int | None = None,
     scratch = tempfile.mkdtemp(prefix=".export-tmp-", dir=export_base)
     try:
         write_archive(model, scratch)
-        for fmt in formats:
-            if fmt != "saved_model":
-                convert(scratch, fmt, calibration_images)
+        write_converted(model, scratch, [f for f in formats if f != "saved_model"],
+                        calibration_images)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(scratch, 0o777 & ~umask)  # mkdtemp makes 0700; a server may run as another user
@@ -192,12 +191,49 @@ def write_archive(model, directory: str) -> None:
         raise
 
 
-def convert(saved_model_dir: str, fmt: str, calibration_images=None) -> str:
+def write_converted(model, version_dir: str, formats, calibration_images=None) -> None:
+    """The other formats of a version, converted from its SavedModel, or, for a
+    mixed-precision model, from a float32 twin's: the runtimes' converters have no
+    float16/bfloat16 kernels for most ops (and a CPU or phone gains nothing from them)."""
+    if not formats:
+        return
+    twin = float32_twin(model)
+    if twin is model:
+        for fmt in formats:
+            convert(version_dir, fmt, calibration_images, version_dir)
+        return
+    source = tempfile.mkdtemp(prefix=".export-tmp-", dir=os.path.dirname(version_dir))
+    try:
+        write_archive(twin, source)
+        for fmt in formats:
+            convert(source, fmt, calibration_images, version_dir)
+    finally:
+        shutil.rmtree(source, ignore_errors=True)
+
+
+def float32_twin(model):
+    """`model` itself when every layer computes in float32, else a float32 copy of it with
+    the same weights (its variables are float32 either way)."""
+    import keras
+
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+
+    def in_float32(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    twin = keras.models.clone_model(model, clone_function=in_float32)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def convert(saved_model_dir: str, fmt: str, calibration_images=None,
+            out_dir: str | None = None) -> str:
     """The SavedModel in `saved_model_dir` converted to `fmt` (onnx, litert, litert_int8),
-    written beside it; returns the file's path."""
+    written into `out_dir` (default: beside it); returns the file's path."""
     import tensorflow as tf
 
-    path = os.path.join(saved_model_dir, FORMAT_FILES[fmt])
+    path = os.path.join(out_dir or saved_model_dir, FORMAT_FILES[fmt])
     try:
         if fmt == "onnx":
             write_onnx(saved_model_dir, path)

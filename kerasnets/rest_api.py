@@ -32,12 +32,13 @@ from kerasnets import images, rest_formats, serving
 
 
 class Batcher:
-    """Runs predictions in one worker thread; requests that queue up while it is busy are
-    concatenated into one call (a batch costs little more than one image: see
-    docs/performance.md) and their results split again."""
+    """Runs predictions in one worker thread, or with `inline` on the event loop itself;
+    with `enabled`, requests that queue up while a call runs are concatenated into one
+    call (a batch costs little more than one image: see docs/performance.md) and their
+    results split again."""
 
-    def __init__(self, enabled: bool = True, max_batch: int = 256):
-        self.enabled, self.max_batch = enabled, max_batch
+    def __init__(self, enabled: bool = True, max_batch: int = 256, inline: bool = False):
+        self.enabled, self.max_batch, self.inline = enabled, max_batch, inline
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="inference")
         self.queue: asyncio.Queue | None = None
         self.task: asyncio.Task | None = None
@@ -45,7 +46,7 @@ class Batcher:
     async def predict(self, model: serving.ServedModel, pixels: np.ndarray) -> dict:
         loop = asyncio.get_running_loop()
         if not self.enabled:
-            return await loop.run_in_executor(self.executor, model.predict, pixels)
+            return await self._call(model.predict, pixels)
         if self.task is None:
             self.queue = asyncio.Queue()
             self.task = asyncio.create_task(self._run())
@@ -54,7 +55,6 @@ class Batcher:
         return await future
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             pending = [await self.queue.get()]
             size = len(pending[0][1])
@@ -64,8 +64,8 @@ class Batcher:
             for model in {id(item[0]): item[0] for item in pending}.values():
                 group = [item for item in pending if item[0] is model]
                 try:
-                    outputs = await loop.run_in_executor(
-                        self.executor, model.predict, np.concatenate([g[1] for g in group]))
+                    outputs = await self._call(model.predict,
+                                               np.concatenate([g[1] for g in group]))
                 except Exception as e:  # noqa: BLE001 -- delivered to each waiting request
                     for _, _, future in group:
                         future.set_exception(e)
@@ -75,6 +75,12 @@ class Batcher:
                     end = start + len(pixels)
                     future.set_result({k: v[start:end] for k, v in outputs.items()})
                     start = end
+
+    async def _call(self, predict, pixels: np.ndarray) -> dict:
+        """predict(pixels) on the event loop itself (`inline`), or in the inference thread."""
+        if self.inline:
+            return predict(pixels)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, predict, pixels)
 
     def close(self) -> None:
         if self.task:
@@ -186,10 +192,13 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 
 def create_app(watcher: serving.ModelWatcher, model_name: str = "mnist",
-               max_request_bytes: int = 4 << 20, batching: bool = True) -> Starlette:
-    """The Starlette application: TensorFlow Serving's REST API, the page and /draw."""
+               max_request_bytes: int = 4 << 20, batching: bool = True,
+               inline: bool = False) -> Starlette:
+    """The Starlette application: TensorFlow Serving's REST API, the page and /draw.
+    `inline`: inference on the event loop itself, for runtimes whose call costs less than
+    the hop to a worker thread."""
     register_url_convertor("segment", Segment())  # Starlette's registry; the same each time
-    batcher = Batcher(enabled=batching)
+    batcher = Batcher(enabled=batching, inline=inline)
 
     @contextlib.asynccontextmanager
     async def lifespan(_):

@@ -8,6 +8,8 @@ import pytest
 from kerasnets import recipe, training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+COMMANDS = ("train", "sweep", "bench", "export", "predict", "serve", "toynet", "data")
 
 
 def run_module(module: str, *args: str, timeout: float = 300,
@@ -57,3 +59,15 @@ def smoke_run(real_mnist, tmp_path_factory):
     results = training.train(SMOKE, real_mnist[0], str(model_dir),
                              log=lines.append, verbose=0)
     return model_dir, results, lines
+
+
+@pytest.fixture(scope="session")
+def help_texts():
+    """`kerasnets-<command> --help` of every installed console script."""
+    texts = {}
+    for name in COMMANDS:
+        proc = subprocess.run([os.path.join(BIN, f"kerasnets-{name}"), "--help"],
+                              capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert proc.returncode == 1 and proc.stdout, proc.stderr[-2000:]  # absl's --help exit
+        texts[name] = proc.stdout.split("\nTry --helpfull")[0]
+    return texts

@@ -5,16 +5,11 @@ import dataclasses
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
-from conftest import REPO, error_lines, run_module
+from conftest import COMMANDS, REPO, error_lines, run_module
 from kerasnets import recipe
 from kerasnets.cli import command, recipe_flags
-
-BIN = os.path.dirname(sys.executable)
-COMMANDS = ("train", "sweep", "bench", "export", "predict", "serve", "toynet", "data")
 # Each command's own flags (a sample that must appear) and whether it takes the recipe flags.
 OWN_FLAGS = {
     "train": ("--model_dir", "--overwrite", "--export_base", "--collective_timeout"),
@@ -27,18 +22,6 @@ OWN_FLAGS = {
     "data": ("--data_dir", "--mnist_path", "--sample_png"),
 }
 TAKES_RECIPES = ("train", "sweep", "bench")
-
-
-@pytest.fixture(scope="module")
-def help_texts():
-    """`kerasnets-<command> --help` of every installed console script."""
-    texts = {}
-    for name in COMMANDS:
-        proc = subprocess.run([os.path.join(BIN, f"kerasnets-{name}"), "--help"],
-                              capture_output=True, text=True, timeout=120, cwd=REPO)
-        assert proc.returncode == 1 and proc.stdout, proc.stderr[-2000:]  # absl's --help exit
-        texts[name] = proc.stdout.split("\nTry --helpfull")[0]
-    return texts
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -70,7 +53,7 @@ def test_a_flag_name_means_one_thing_in_every_command(help_texts):
     assert {"model", "epochs", "data_dir", "seeds"} <= set(shared)
     for flag, by in shared.items():
         if flag in ("recipe", "model_dir", "out_dir", "export_base", "overwrite", "target",
-                    "model_base", "seeds"):
+                    "model_base", "seeds", "inference", "runtime"):
             continue  # same meaning, worded for the command (what --recipe, --out_dir, ... hold)
         assert len(set(by.values())) == 1, (flag, by)
 

@@ -4,7 +4,6 @@ import gzip
 import hashlib
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 

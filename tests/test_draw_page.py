@@ -1,7 +1,6 @@
 """The draw-a-digit page in a real headless Chromium (Debian's chromium and its chromedriver,
 driven by Selenium; nothing is downloaded): three digits drawn with pointer events."""
 
-import json
 import math
 import os
 import shutil

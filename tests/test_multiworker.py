@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 from conftest import REPO, error_lines
 from kerasnets import distributed, models, training

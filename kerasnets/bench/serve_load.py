@@ -141,7 +141,8 @@ def load(url: str, path: str, body: bytes, requests: int, concurrency: int,
 
 def bench_serve(requests: int, concurrencies: Sequence[int], model_base: str | None = None,
                 batching: Sequence[bool] = (True, False),
-                runtimes: Sequence[str] = ("tensorflow", "litert")) -> list[dict]:
+                runtimes: Sequence[str] = ("tensorflow", "litert"),
+                inference: str = "auto") -> list[dict]:
     """Single-image requests (a real test digit, row format) at each concurrency, for each
     runtime and --batching setting, one server after the other in one run. Without
     `model_base`, an untrained `default` model is exported (serving speed does not
@@ -159,7 +160,7 @@ def bench_serve(requests: int, concurrencies: Sequence[int], model_base: str | N
         for runtime in runtimes:
             for batched in batching:
                 with running_server(model_base, f"--batching={str(batched).lower()}",
-                                    f"--runtime={runtime}") as url:
+                                    f"--runtime={runtime}", f"--inference={inference}") as url:
                     path = "/v1/models/mnist:predict"
                     load(url, path, body, 100, 4)  # warm-up: traces, connections
                     for c in concurrencies:

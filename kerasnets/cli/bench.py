@@ -65,6 +65,8 @@ flags.DEFINE_list("concurrency", ["1", "16"], "serve: numbers of concurrent clie
 flags.DEFINE_string("model_base", None, "inference, serve: the export base whose newest "
                     "version is measured (default: an untrained model of --model, exported "
                     "with every format to a temporary directory).")
+flags.DEFINE_enum("inference", "auto", ["auto", "thread", "event_loop"], "serve: where the "
+                  "server runs a model call (kerasnets-serve --inference).")
 flags.DEFINE_list("runtimes", list(runtimes.RUNTIMES), "inference, serve: the runtimes to "
                   f"measure side by side ({', '.join(runtimes.RUNTIMES)}).")
 flags.register_validator("runtimes", lambda v: bool(v) and set(v) <= set(runtimes.RUNTIMES),
@@ -152,7 +154,8 @@ def bench_command(what: str, config: recipe.TrainConfig, options: dict) -> list[
         return [report]
     if what == "serve":
         results = serve_load.bench_serve(options["requests"], options["concurrency"],
-                                         options["model_base"], runtimes=options["runtimes"])
+                                         options["model_base"], runtimes=options["runtimes"],
+                                         inference=options["inference"])
         print(serve_load.format_serve_table(results))
         return results
     mnist = data.load_mnist(options["data_dir"], options["mnist_path"])
@@ -182,7 +185,7 @@ def main(argv: Sequence[str]) -> int:
         calls=FLAGS.calls, seeds=seed_sweep.parse_seeds(FLAGS.seeds), target=FLAGS.target,
         compare_torch=FLAGS.compare_torch, requests=FLAGS.requests,
         concurrency=[int(c) for c in FLAGS.concurrency], model_base=FLAGS.model_base,
-        runtimes=list(FLAGS.runtimes),
+        runtimes=list(FLAGS.runtimes), inference=FLAGS.inference,
         data_dir=FLAGS.data_dir, mnist_path=FLAGS.mnist_path,
         data_flags=command.data_flag_values(FLAGS.data_dir, FLAGS.mnist_path),
         timed_batches=FLAGS.timed_batches, repeats=FLAGS.repeats,

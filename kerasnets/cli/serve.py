@@ -47,6 +47,10 @@ flags.DEFINE_integer("max_request_bytes", 4 << 20, "Largest request body; bigger
 flags.DEFINE_float("poll_seconds", 1.0, "How often --model_base is checked for a new version.",
                    lower_bound=0.01)
 flags.DEFINE_bool("batching", True, "Run requests that arrive together as one batch.")
+flags.DEFINE_enum("inference", "auto", ["auto", "thread", "event_loop"], "Where a model call "
+                  "runs: in a worker thread, or on the event loop (cheaper for a call shorter "
+                  "than the hop to the thread); auto: the event loop for the LiteRT runtimes, "
+                  "a thread for tensorflow and onnx (docs/serving.md has both measured).")
 flags.DEFINE_enum("runtime", "litert", list(runtimes.RUNTIMES), "What runs each version: its "
                   "SavedModel (tensorflow), model.onnx (onnx), model.tflite (litert) or "
                   "model_int8.tflite (litert_int8); versions without that file are skipped.")
@@ -81,7 +85,8 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def serve(model_base: str, model_name: str, host: str, port: int, max_request_bytes: int,
-          poll_seconds: float, batching: bool, runtime: str = "litert") -> int:
+          poll_seconds: float, batching: bool, runtime: str = "litert",
+          inference: str = "auto") -> int:
     """Loads the newest version, binds host:port, prints the URL and serves until stopped."""
     import uvicorn
 
@@ -99,7 +104,8 @@ def serve(model_base: str, model_name: str, host: str, port: int, max_request_by
     except OSError as e:
         return command.fail(f"cannot listen on {host}:{port}: {e.strerror}")
     url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
-    application = rest_api.create_app(watcher, model_name, max_request_bytes, batching)
+    inline = inference == "event_loop" or (inference == "auto" and runtime.startswith("litert"))
+    application = rest_api.create_app(watcher, model_name, max_request_bytes, batching, inline)
     watcher.start()
     log(f"kerasnets-serve: {model_name} version {watcher.current.version} ({runtime}) on {url} "
         f"(REST: {url}/v1/models/{model_name}; draw a digit: {url}/)")
@@ -119,7 +125,8 @@ def main(argv: Sequence[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     return serve(FLAGS.model_base, FLAGS.model_name, FLAGS.host, FLAGS.port,
-                 FLAGS.max_request_bytes, FLAGS.poll_seconds, FLAGS.batching, FLAGS.runtime)
+                 FLAGS.max_request_bytes, FLAGS.poll_seconds, FLAGS.batching, FLAGS.runtime,
+                 FLAGS.inference)
 
 
 def run():
