@@ -191,6 +191,13 @@ def write_archive(model, directory: str) -> None:
         raise
 
 
+def calibration_sample(train_images, count: int = 1000):
+    """`count` of the training images, a seeded draw: litert_int8's calibration set."""
+    import numpy as np
+
+    return train_images[np.random.default_rng(0).permutation(len(train_images))[:count]]
+
+
 def write_converted(model, version_dir: str, formats, calibration_images=None) -> None:
     """The other formats of a version, converted from its SavedModel, or, for a
     mixed-precision model, from a float32 twin's: the runtimes' converters have no

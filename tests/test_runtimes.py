@@ -20,9 +20,8 @@ def version(smoke_run, real_mnist, tmp_path_factory):
     (x_train, _), _ = real_mnist[0]
     model = kerasnets.load_model(str(smoke_run[0] / "model.keras"))
     base = tmp_path_factory.mktemp("runtimes") / "mnist"
-    calibration = x_train[np.random.default_rng(0).permutation(len(x_train))[:1000]]
     return export.export_savedmodel(model, str(base), formats=export.FORMATS,
-                                    calibration_images=calibration)
+                                    calibration_images=export.calibration_sample(x_train))
 
 
 @pytest.fixture(scope="module")

@@ -112,20 +112,21 @@ def batch_norm_class(name: str) -> type:
 
 def inference_version(model_base: str | None, model_name: str, batch_norm_class: type, mnist,
                       scratch: str):
-    """(version directory, Keras model) to measure: the newest version under model_base
-    with its model, or an untrained `model_name` exported with every format into scratch."""
+    """(version directory, Keras model or None) to measure: the newest version under
+    model_base, or an untrained `model_name` exported with every format into scratch
+    (and that model, to time it called directly)."""
     from kerasnets import export, models
-    from kerasnets.cli import export as export_command
 
     export.tf_logger_quiet()
     if model_base:
         version = export.latest_version_dir(model_base)
+        if version is None:
+            raise models.ModelFileError(f"--model_base: {model_base} holds no version")
         return version, None
     model = models.build_model(model_name, batch_norm_class)
     version = export.export_savedmodel(model, os.path.join(scratch, "mnist"),
                                        formats=export.FORMATS,
-                                       calibration_images=export_command.calibration_sample(
-                                           mnist, 1000))
+                                       calibration_images=export.calibration_sample(mnist[0][0]))
     return version, model
 
 

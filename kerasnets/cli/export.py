@@ -71,24 +71,15 @@ def export_run(model_dir: str, export_base: str, version: int | None, formats: S
     if "litert_int8" in formats:
         from kerasnets import data
         mnist = data.load_mnist(data_dir, mnist_path)
-    path = export.export_savedmodel(model, export_base, version, formats,
-                                    calibration_sample(mnist, calibration_images))
+    calibration = (export.calibration_sample(mnist[0][0], calibration_images)
+                   if mnist is not None else None)
+    path = export.export_savedmodel(model, export_base, version, formats, calibration)
     print(f"exported {model_path} to {path} (signature {export.SIGNATURE}: "
           f"{export.INPUT_NAME} uint8 [batch, 28, 28] -> classes int64, probabilities float32)")
     for fmt in formats:
         if fmt != "saved_model":
             print(describe_file(path, fmt, mnist))
     return 0
-
-
-def calibration_sample(mnist, count: int):
-    """`count` training images, a seeded draw (None without MNIST): int8's calibration set."""
-    if mnist is None:
-        return None
-    import numpy as np
-
-    x_train = mnist[0][0]
-    return x_train[np.random.default_rng(0).permutation(len(x_train))[:count]]
 
 
 def describe_file(version_dir: str, fmt: str, mnist) -> str:
