@@ -25,8 +25,8 @@ runtimes' makers ship (tf2onnx; tf.lite.TFLiteConverter), so each file keeps the
 same inputs and outputs (kerasnets.runtimes runs them). int8 is post-training
 quantisation calibrated on training images the caller passes. By default a
 version holds the SavedModel, ONNX and float LiteRT (DEFAULT_FORMATS): they need
-nothing but the model and convert in about a second; int8 is asked for, with its
-calibration images (kerasnets-export --formats=...,litert_int8 loads MNIST for it).
+nothing but the model; int8 is asked for, with its calibration images
+(kerasnets-export --formats=...,litert_int8 loads MNIST for it).
 
 The command line is kerasnets-export (kerasnets.cli.export).
 """

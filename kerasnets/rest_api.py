@@ -7,8 +7,9 @@ works unchanged against TensorFlow Serving; plus `/` (the page) and `/draw` (a
 drawing, prepared exactly as kerasnets-predict prepares a file: kerasnets.images).
 The served version is the watcher's newest (serving.ModelWatcher); a request in
 flight finishes on the version it started with. Inference runs in a worker
-thread, off the event loop; with batching, requests that arrive while the model
-is busy run together as one batch. Bodies over `max_request_bytes` are refused
+thread, or on the event loop for a runtime whose call is shorter than the hop to
+the thread; with batching, requests that arrive while the model is busy run
+together as one batch. Bodies over `max_request_bytes` are refused
 with 413. Built on Starlette (ASGI); kerasnets-serve runs it under uvicorn.
 """
 
@@ -47,7 +48,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         if not self.enabled:
             return await self._call(model.predict, pixels)
-        if self.task is None:
+        if self.task is None or self.task.done():
             self.queue = asyncio.Queue()
             self.task = asyncio.create_task(self._run())
         future = loop.create_future()
@@ -68,12 +69,14 @@ class Batcher:
                                                np.concatenate([g[1] for g in group]))
                 except Exception as e:  # noqa: BLE001 -- delivered to each waiting request
                     for _, _, future in group:
-                        future.set_exception(e)
+                        if not future.done():  # a request cancelled meanwhile has gone
+                            future.set_exception(e)
                     continue
                 start = 0
                 for _, pixels, future in group:
                     end = start + len(pixels)
-                    future.set_result({k: v[start:end] for k, v in outputs.items()})
+                    if not future.done():
+                        future.set_result({k: v[start:end] for k, v in outputs.items()})
                     start = end
 
     async def _call(self, predict, pixels: np.ndarray) -> dict:
@@ -186,6 +189,12 @@ async def _request_error(request: Request, exc: rest_formats.RequestError) -> Re
     return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
 
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """Anything unexpected still answers in the API's JSON (500), never a plain-text page."""
+    return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"},
+                        status_code=500)
+
+
 async def _http_error(request: Request, exc: HTTPException) -> Response:
     return JSONResponse({"error": f"{exc.detail}: {request.method} {request.url.path}"},
                         status_code=exc.status_code)
@@ -207,4 +216,5 @@ def create_app(watcher: serving.ModelWatcher, model_name: str = "mnist",
 
     endpoints = Endpoints(watcher, model_name, max_request_bytes, batcher)
     return Starlette(routes=endpoints.routes(), lifespan=lifespan, exception_handlers={
-        rest_formats.RequestError: _request_error, HTTPException: _http_error})
+        rest_formats.RequestError: _request_error, HTTPException: _http_error,
+        Exception: _internal_error})

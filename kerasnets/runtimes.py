@@ -85,10 +85,36 @@ def _tensorflow(version_dir: str) -> Predict:
     return predict
 
 
+def _contract_problem(inputs: dict, outputs: set) -> str | None:
+    """Why a file's inputs ({name: (dtype, shape)}) and output names are not the serving
+    signature's, or None."""
+    image = inputs.get(INPUT_NAME)
+    if (len(inputs) != 1 or image is None or image[0] != "uint8"
+            or list(image[1])[1:] != [28, 28] or outputs != set(OUTPUT_NAMES)):
+        return (f"it takes {inputs} and returns {sorted(outputs)}; needed: {INPUT_NAME} uint8 "
+                f"[batch, 28, 28] -> {', '.join(OUTPUT_NAMES)}")
+    return None
+
+
+def _checked(path: str, problem: str | None) -> None:
+    from kerasnets import models
+
+    if problem:
+        raise models.NotAnMnistModelError(f"{path} is not a kerasnets model: {problem}")
+
+
 def _onnx(path: str) -> Predict:
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    from kerasnets import models
+
+    try:
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 -- onnxruntime raises its own untyped errors
+        raise models.ModelFileError(f"cannot load {path}: {e}") from None
+    _checked(path, _contract_problem(
+        {i.name: (i.type.removeprefix("tensor(").rstrip(")"), i.shape)
+         for i in session.get_inputs()}, {o.name for o in session.get_outputs()}))
 
     def predict(images: np.ndarray) -> dict:
         classes, probabilities = session.run(list(OUTPUT_NAMES),
@@ -101,7 +127,17 @@ def _onnx(path: str) -> Predict:
 def _litert(path: str) -> Predict:
     from ai_edge_litert.interpreter import Interpreter
 
-    runner = Interpreter(model_path=path).get_signature_runner(SIGNATURE)
+    from kerasnets import models
+
+    try:
+        interpreter = Interpreter(model_path=path)
+        runner = interpreter.get_signature_runner(SIGNATURE)
+    except (ValueError, RuntimeError) as e:  # a file that is not a flatbuffer, no signature
+        raise models.ModelFileError(f"cannot load {path}: {e}") from None
+    details = runner.get_input_details()
+    _checked(path, _contract_problem(
+        {name: (np.dtype(d["dtype"]).name, d["shape_signature"]) for name, d in details.items()},
+        set(runner.get_output_details())))
     lock = threading.Lock()  # an interpreter runs one call at a time
 
     def predict(images: np.ndarray) -> dict:

@@ -90,6 +90,13 @@ class ModelWatcher:
         self.log(f"kerasnets-serve: serving version {newest}" +
                  (f" (was {previous.version})" if previous else ""))
 
+    def load_first(self) -> None:
+        """At start: the newest version that loads (newer ones that fail are logged and
+        skipped, as later polls would)."""
+        while self.current is None and any(
+                v not in self._failed for v in complete_versions(self.export_base, self.runtime)):
+            self.poll()
+
     def _skip_versions_without_the_runtime(self) -> None:
         """One log line for each new version that has no file for the runtime."""
         for version in complete_versions(self.export_base):

@@ -68,6 +68,8 @@ def test_the_recipe_is_read_first_and_later_flags_override_it():
     assert command.expand_recipe(["t", "--model_dir=x"], "default")[1] == (
         f"--flagfile={recipe.recipe_path('default')}")
     assert command.expand_recipe(["t", "--model_dir=x"], None) == ["t", "--model_dir=x"]
+    assert command.expand_recipe(["kerasnets-toynet", "--recipe=toynet"], None)[1] == (
+        f"--flagfile={recipe.recipe_path('toynet')}")
     # an unknown name is left to absl's enum check
     assert command.expand_recipe(["t", "--recipe=nope"], "default") == ["t", "--recipe=nope"]
     fast = recipe_flags.read("fast", "--epochs=2", "--clean_epochs=0")

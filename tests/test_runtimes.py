@@ -229,3 +229,25 @@ def test_predict_gives_the_same_lines_in_every_float_runtime(version, real_mnist
     assert outputs["onnx"] == outputs["litert"] == outputs["tensorflow"]
     digits = [line.split(": ")[1].split()[0] for line in outputs["litert_int8"]]
     assert digits == [line.split(": ")[1].split()[0] for line in outputs["tensorflow"]]
+
+
+def test_a_corrupt_runtime_file_is_one_line_and_the_server_starts_on_the_older_version(
+        version, tmp_path):
+    base = tmp_path / "mnist"
+    shutil.copytree(version, base / "1")
+    shutil.copytree(version, base / "2")
+    (base / "2" / "model.tflite").write_bytes(b"not a flatbuffer")
+    (base / "2" / "model.onnx").write_bytes(b"not a protobuf")
+    for runtime, name in (("litert", "model.tflite"), ("onnx", "model.onnx")):
+        proc = run_module("predict", f"--model_path={base / '2'}", f"--runtime={runtime}",
+                          "x.png")
+        lines = error_lines(proc.stderr)
+        assert proc.returncode == 1 and len(lines) == 1, lines
+        assert lines[0].startswith(f"kerasnets-predict: error: --model_path: cannot load "
+                                   f"{base / '2' / name}: "), lines
+    logged = []
+    watcher = serving.ModelWatcher(str(base), log=logged.append, runtime="litert")
+    watcher.load_first()  # version 2 fails to load: the server starts on version 1
+    assert watcher.current.version == 1
+    assert logged[0].startswith("kerasnets-serve: version 2 not loaded (cannot load ")
+    assert logged[-1] == "kerasnets-serve: serving version 1"

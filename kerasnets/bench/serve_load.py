@@ -25,6 +25,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from kerasnets import errors
+
 URL_LINE = re.compile(r" on (http://[^ ]+) \(REST")
 
 
@@ -38,13 +40,15 @@ def running_server(model_base: str, *args: str, startup_timeout: float = 180,
     """Yields the base URL of a kerasnets-serve process (`command`: this Python's, or an
     installed kerasnets-serve) on a free 127.0.0.1 port; the process is stopped (SIGTERM,
     then SIGKILL) when the block ends, whatever happens in it."""
+    stderr = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen(
         [*command, f"--model_base={model_base}", "--port=0", "--host=127.0.0.1", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=cwd, env=env)
+        stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=cwd, env=env)
     try:
-        url = _wait_for_url(proc, startup_timeout)
+        url = _wait_for_url(proc, startup_timeout, stderr)
         yield url
     finally:
+        stderr.close()
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -55,7 +59,11 @@ def running_server(model_base: str, *args: str, startup_timeout: float = 180,
         proc.stdout.close()
 
 
-def _wait_for_url(proc: subprocess.Popen, timeout: float) -> str:
+class ServerStartError(errors.KerasnetsError, RuntimeError):
+    """kerasnets-serve exited, or printed no URL in time; the message ends with its error."""
+
+
+def _wait_for_url(proc: subprocess.Popen, timeout: float, stderr) -> str:
     found: list[str] = []
 
     def read():
@@ -69,8 +77,10 @@ def _wait_for_url(proc: subprocess.Popen, timeout: float) -> str:
     reader.start()
     reader.join(timeout)
     if not found:
-        raise RuntimeError(f"kerasnets-serve did not start within {timeout:.0f} s "
-                           f"(exit status {proc.poll()})")
+        stderr.seek(0)
+        said = [line for line in stderr.read().splitlines() if "error" in line.lower()]
+        raise ServerStartError(f"kerasnets-serve did not start (exit status {proc.poll()}): "
+                               f"{said[-1] if said else f'no URL within {timeout:.0f} s'}")
     threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
     return found[0]
 
@@ -142,21 +152,28 @@ def load(url: str, path: str, body: bytes, requests: int, concurrency: int,
 def bench_serve(requests: int, concurrencies: Sequence[int], model_base: str | None = None,
                 batching: Sequence[bool] = (True, False),
                 runtimes: Sequence[str] = ("tensorflow", "litert"),
-                inference: str = "auto") -> list[dict]:
+                inference: str = "auto", mnist=None) -> list[dict]:
     """Single-image requests (a real test digit, row format) at each concurrency, for each
     runtime and --batching setting, one server after the other in one run. Without
-    `model_base`, an untrained `default` model is exported (serving speed does not
-    depend on the weights' values)."""
-    from kerasnets import data, export, models
+    `model_base`, an untrained `default` model is exported with every format (serving
+    speed does not depend on the weights' values). A runtime whose file the newest
+    version lacks is refused before any server starts."""
+    from kerasnets import data, export, models, runtimes as runtime_files, serving
 
-    digit = data.load_mnist()[1][0][:1]
-    body = json.dumps({"instances": digit.tolist()}).encode()
+    mnist = mnist or data.load_mnist()
+    body = json.dumps({"instances": mnist[1][0][:1].tolist()}).encode()
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         if model_base is None:
             model_base = os.path.join(scratch, "mnist")
             export.tf_logger_quiet()
-            export.export_savedmodel(models.build_model("default"), model_base)
+            export.export_savedmodel(models.build_model("default"), model_base,
+                                     formats=export.FORMATS,
+                                     calibration_images=export.calibration_sample(mnist[0][0]))
+        newest = export.latest_version_dir(model_base)
+        for runtime in runtimes:
+            if not serving.complete_versions(model_base, runtime):
+                runtime_files.load(newest, runtime)  # raises MissingRuntimeFileError, one line
         for runtime in runtimes:
             for batched in batching:
                 with running_server(model_base, f"--batching={str(batched).lower()}",

@@ -162,12 +162,12 @@ def bench_inference(version_dir: str, calls: int, batch_sizes: Sequence[int], te
     """Per runtime of one version (and the Keras model called directly, when given):
     p50/p99 single-image latency over `calls` calls, images/s per batch size, the bytes
     it loads and, with `test_set` (images, labels), its test accuracy. The runtimes run
-    alternately in one process, so their ratios compare like with like."""
+    one after the other in one process, so their ratios compare like with like. A
+    runtime whose file the version lacks raises runtimes.MissingRuntimeFileError."""
     from kerasnets import runtimes
 
     calls_by_path = {runtime: runtimes.load(version_dir, runtime)
-                     for runtime in runtimes_to_run or runtimes.RUNTIMES
-                     if runtimes.has_file(version_dir, runtime)}
+                     for runtime in runtimes_to_run or runtimes.RUNTIMES}
     if keras_model is not None:
         calls_by_path["keras model(x)"] = lambda x: {"classes": np.argmax(
             keras_model(x[..., None], training=False), axis=1)}

@@ -5,14 +5,15 @@ r"""kerasnets-bench: how fast each part runs, as tables (and, with --json, a JSO
   --what=train             steady-state training images/s of the recipe (--recipe and
                            the recipe flags; --compare_torch: the course's network in
                            PyTorch beside it, with --recipe=seed)
-  --what=inference         single-image latency (p50, p99) and batched images/s of the
-                           exported SavedModel signature, model(x) and model.predict
+  --what=inference         one exported version in every runtime of --runtimes side by
+                           side: single-image p50/p99, images/s per batch size, bytes,
+                           test accuracy (and model(x) for an untrained model)
   --what=time_to_accuracy  trains the recipe at each of --seeds: final test accuracy and
                            training seconds (--compare_torch: also the course's recipe in
                            PyTorch and the default recipe, each to --target)
-  --what=serve             a kerasnets-serve process on 127.0.0.1 under single-image
-                           requests from each of --concurrency clients, with request
-                           batching on and off
+  --what=serve             a kerasnets-serve process per runtime of --runtimes on
+                           127.0.0.1 under single-image requests from each of
+                           --concurrency clients, with request batching on and off
 
 Figures are measured after a warm-up and vary between machines: compare the
 ratios taken in one run, never absolute numbers from different machines.
@@ -156,7 +157,9 @@ def bench_command(what: str, config: recipe.TrainConfig, options: dict) -> list[
     if what == "serve":
         results = serve_load.bench_serve(options["requests"], options["concurrency"],
                                          options["model_base"], runtimes=options["runtimes"],
-                                         inference=options["inference"])
+                                         inference=options["inference"],
+                                         mnist=data.load_mnist(options["data_dir"],
+                                                               options["mnist_path"]))
         print(serve_load.format_serve_table(results))
         return results
     mnist = data.load_mnist(options["data_dir"], options["mnist_path"])

@@ -58,7 +58,7 @@ def expand_recipe(argv: Sequence[str], default_recipe: str | None) -> list[str]:
             name = args[i + 1]
         elif arg.startswith((f"--{RECIPE_FLAG}=", f"-{RECIPE_FLAG}=")):
             name = arg.split("=", 1)[1]
-    if name not in recipe.names():
+    if name not in recipe.names() + recipe.names("toynet"):
         return list(argv)
     return [argv[0], f"--flagfile={recipe.recipe_path(name)}", *args]
 

@@ -95,7 +95,7 @@ def serve(model_base: str, model_name: str, host: str, port: int, max_request_by
     export.tf_logger_quiet()
     log = lambda line: print(line, flush=True)  # noqa: E731
     watcher = serving.ModelWatcher(model_base, poll_seconds, log, runtime)
-    watcher.poll()
+    watcher.load_first()
     if watcher.current is None:
         return command.fail(f"no version under {os.path.abspath(model_base)} could be loaded "
                             "(see above)")
