@@ -131,6 +131,19 @@ def inference_version(model_base: str | None, model_name: str, batch_norm_class:
     return version, model
 
 
+def present_runtimes(version: str, wanted: Sequence[str], asked: bool) -> list[str]:
+    """The runtimes to measure: all of `wanted` when asked for by name (a missing file is
+    then an error), else those whose file the version has, saying which were left out."""
+    if asked:
+        return list(wanted)
+    present = [r for r in wanted if runtimes.has_file(version, r)]
+    for runtime in wanted:
+        if runtime not in present:
+            print(f"{runtime}: left out, {version} has no {runtimes.FILES[runtime]} "
+                  f"(kerasnets-export --formats=saved_model,...,{runtime} writes it)")
+    return present
+
+
 def bench_command(what: str, config: recipe.TrainConfig, options: dict) -> list[dict]:
     """Runs one benchmark (options: this command's flag values); prints its table and
     returns its rows."""
@@ -144,8 +157,10 @@ def bench_command(what: str, config: recipe.TrainConfig, options: dict) -> list[
         with tempfile.TemporaryDirectory() as scratch:
             version, model = inference_version(options["model_base"], config.model,
                                                options["batch_norm_class"], mnist, scratch)
-            results = throughput.bench_inference(version, options["calls"], batch_sizes,
-                                                 mnist[1], options["runtimes"], keras_model=model)
+            results = throughput.bench_inference(
+                version, options["calls"], batch_sizes, mnist[1],
+                present_runtimes(version, options["runtimes"], options["runtimes_given"]),
+                keras_model=model)
         print(throughput.format_inference_table(results, batch_sizes))
         return results
     if what == "time_to_accuracy":
@@ -189,7 +204,8 @@ def main(argv: Sequence[str]) -> int:
         calls=FLAGS.calls, seeds=seed_sweep.parse_seeds(FLAGS.seeds), target=FLAGS.target,
         compare_torch=FLAGS.compare_torch, requests=FLAGS.requests,
         concurrency=[int(c) for c in FLAGS.concurrency], model_base=FLAGS.model_base,
-        runtimes=list(FLAGS.runtimes), inference=FLAGS.inference,
+        runtimes=list(FLAGS.runtimes), runtimes_given=FLAGS["runtimes"].present,
+        inference=FLAGS.inference,
         data_dir=FLAGS.data_dir, mnist_path=FLAGS.mnist_path,
         data_flags=command.data_flag_values(FLAGS.data_dir, FLAGS.mnist_path),
         timed_batches=FLAGS.timed_batches, repeats=FLAGS.repeats,
