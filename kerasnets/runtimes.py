@@ -18,11 +18,11 @@ from typing import Callable
 import numpy as np
 
 from kerasnets import errors
+from kerasnets.export import FORMAT_FILES, INPUT_NAME, SIGNATURE
 
 RUNTIMES = ("tensorflow", "onnx", "litert", "litert_int8")
-FILES = {"tensorflow": "saved_model.pb", "onnx": "model.onnx", "litert": "model.tflite",
-         "litert_int8": "model_int8.tflite"}
-INPUT_NAME, OUTPUT_NAMES, SIGNATURE = "images", ("classes", "probabilities"), "serving_default"
+FILES = {"tensorflow": "saved_model.pb", **FORMAT_FILES}  # the file each runtime loads
+OUTPUT_NAMES = ("classes", "probabilities")
 
 Predict = Callable[[np.ndarray], dict]  # uint8 [n, 28, 28] -> {"classes", "probabilities"}
 
