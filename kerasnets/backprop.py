@@ -132,7 +132,7 @@ class Run:
         return int(below[0]) if below.size else None
 
 
-def train(net: ToyNet, lr: float, steps: int, gradient_fn: GradientFn | None = None) -> Run:
+def gradient_descent(net: ToyNet, lr: float, steps: int, gradient_fn: GradientFn | None = None) -> Run:
     """Runs `steps` gradient-descent updates at learning rate `lr`.
 
     Raises GradientMismatchError at the first step where `gradient_fn` (the hand
@@ -183,5 +183,5 @@ def _check_gradients(lr: float, rows: np.ndarray, rel: np.ndarray, tape: np.ndar
 
 def sweep(net: ToyNet, lrs: Sequence[float], steps: int,
           gradient_fn: GradientFn | None = None) -> list[Run]:
-    """`train` at every learning rate, in the order given."""
-    return [train(net, lr, steps, gradient_fn) for lr in lrs]
+    """`gradient_descent` at every learning rate, in the order given."""
+    return [gradient_descent(net, lr, steps, gradient_fn) for lr in lrs]

@@ -37,7 +37,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasnets import errors, fileio, pipeline, records, training
+from kerasnets import errors, fileio, pipeline, records, recipe, run_dir, training
 from kerasnets.recipe import TrainConfig, create_model, select_examples
 
 CHECKPOINT_DIR = "checkpoint"
@@ -75,7 +75,21 @@ def cluster_spec() -> tuple[int, int]:
     return len(workers), index
 
 
-def create_strategy(collective_timeout: float) -> tf.distribute.MultiWorkerMirroredStrategy:
+def worker_dir(model_dir: str, index: int) -> str:
+    """Where worker `index` keeps its checkpoint: the chief in model_dir, others beside it."""
+    return model_dir if index == 0 else os.path.join(model_dir, f".worker-{index}")
+
+
+def start_cluster(config: TrainConfig,
+                  collective_timeout: float) -> tf.distribute.MultiWorkerMirroredStrategy:
+    """The job's strategy, with the threads per op of `config`. Must run before TensorFlow
+    executes anything else in the process: the collectives are set up at start-up."""
+    tf.get_logger().setLevel("WARNING")  # one INFO line per collective otherwise
+    training.set_threads(config.intra_op_threads)
+    return multiworker_strategy(collective_timeout)
+
+
+def multiworker_strategy(collective_timeout: float) -> tf.distribute.MultiWorkerMirroredStrategy:
     """Must run before TensorFlow executes anything else in the process."""
     options = tf.distribute.experimental.CommunicationOptions(
         implementation=tf.distribute.experimental.CommunicationImplementation.RING,
@@ -118,13 +132,21 @@ def make_train_step(strategy, model: keras.Model, global_batch: int):
     return train_steps
 
 
-def train(config: TrainConfig, data, model_dir: str, strategy,
-          log: Callable[[str], None] = print) -> dict | None:
+def train_multiworker(config: TrainConfig, data, model_dir: str, strategy,
+                      log: Callable[[str], None] = print, overwrite: bool = False) -> dict | None:
     """Trains on the cluster in TF_CONFIG; the chief writes the usual outputs and returns the
     results dict, other workers return None. Raises WorkerLostError if a worker is lost.
+    Each worker's directory records the recipe as kerasnets.training.train's does
+    (kerasnets.run_dir: the same recipe resumes, another is refused unless `overwrite`).
+    Op determinism is off (recipe.as_run), and the run records it so.
     Process-wide settings: as kerasnets.training.train (training.run_settings)."""
+    ran = recipe.as_run(config)
+    if ran != config:
+        log("op determinism: off under --strategy=multiworker (its collective ops do not "
+            "promise it); recipe.json and results.json record deterministic: false")
     try:
-        return _train(config, data, model_dir, strategy, log)
+        run_dir.start(worker_dir(model_dir, cluster_spec()[1]), ran, overwrite, log)
+        return _train(ran, data, model_dir, strategy, log)
     except (OSError, tf.errors.OpError) as e:  # TensorFlow's writers report the OS's error
         if errors.is_disk_full(e):
             raise errors.disk_full(e, model_dir, "the run's files") from None
@@ -137,15 +159,14 @@ def _train(config: TrainConfig, data, model_dir: str, strategy,
     if config.batch_size % strategy.num_replicas_in_sync:
         raise ClusterError(f"--batch_size={config.batch_size} must be divisible by the "
                          f"{strategy.num_replicas_in_sync} replicas of the cluster")
-    # Threads are set before the strategy starts TensorFlow's runtime (kerasnets-train does
-    # that); op determinism is left off, as the collectives do not promise it.
-    settings = dataclasses.replace(config, intra_op_threads=0, deterministic=False)
+    # Threads were set before the strategy started TensorFlow's runtime (start_cluster).
+    settings = dataclasses.replace(config, intra_op_threads=0)
     with training.run_settings(settings) as precision:
         (x_train, y_train), (x_test, y_test) = select_examples(config, data)
         per_worker = config.batch_size // workers  # split again over the worker's own devices
         my_x, my_y = shard(x_train, y_train, workers, index, per_worker)
         steps = len(my_x) // per_worker
-        work_dir = model_dir if index == 0 else os.path.join(model_dir, f".worker-{index}")
+        work_dir = worker_dir(model_dir, index)
         state = WorkerState(config, strategy, work_dir, steps, index, log)
         run_epochs(config, state, strategy, (my_x, my_y), (x_test, y_test), steps, model_dir,
                    index, log)

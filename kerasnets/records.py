@@ -110,7 +110,8 @@ class EpochHistory(keras.callbacks.Callback):
 def results_dict(config: TrainConfig, model: keras.Model, history: Sequence[dict],
                  final: tuple[float, float, float], precision: str, strategy: str,
                  replicas: int, **extra) -> dict:
-    """What results.json holds: per-epoch lists, the final model's scores, how it ran.
+    """What results.json holds: per-epoch lists, the recipe's target and the first epoch
+    (and seconds) to it, the final model's scores, how it ran.
 
     `final` is the final model's (test loss, test accuracy, train accuracy).
     """
@@ -118,14 +119,15 @@ def results_dict(config: TrainConfig, model: keras.Model, history: Sequence[dict
     trainable, frozen = models.count_params(model)
     test_accs = [h["test_accuracy"] for h in history]
     tested = [a for a in test_accs if a is not None]
-    first_994 = first_epoch_at(test_accs, 0.994)
+    first = first_epoch_at(test_accs, config.target)
     return dict(
         model=config.model, trainable_params=trainable, total_params=trainable + frozen,
         epochs=len(history), test_accuracy=test_accs,
         train_accuracy=[h["train_accuracy"] for h in history],
         test_loss=[h["test_loss"] for h in history], train_loss=[h["train_loss"] for h in history],
-        seconds_per_epoch=[h["seconds"] for h in history], first_epoch_at_99_4=first_994,
-        seconds_to_99_4=(sum(h["seconds"] for h in history[:first_994]) if first_994 else None),
+        seconds_per_epoch=[h["seconds"] for h in history], target=config.target,
+        first_epoch_at_target=first,
+        seconds_to_target=sum(h["seconds"] for h in history[:first]) if first else None,
         best_test_accuracy=max(tested) if tested else None,
         final_test_accuracy=test_acc, final_train_accuracy=train_acc, final_test_loss=test_loss,
         precision=precision, device=device_description(), strategy=strategy, replicas=replicas,

@@ -29,14 +29,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasnets import errors, fileio, pipeline, records
+from kerasnets import errors, fileio, pipeline, records, run_dir
 from kerasnets.recipe import (TrainConfig, augmented_epochs, create_model, reaches,
                               select_examples)
-
-BACKUP_DIR = "backup"
-LOCK_FILE = ".lock"  # kerasnets-train holds it while it runs (fileio.exclusive_directory)
-OUTPUT_FILES = ("model.keras", "history.csv", "results.json", "curves.png",
-                "misclassified.png", "confusion.png")
+from kerasnets.run_dir import BACKUP_DIR, LOCK_FILE, OUTPUT_FILES  # noqa: F401  (re-exported)
 
 
 class NanLossError(errors.KerasnetsError, RuntimeError):
@@ -183,16 +179,21 @@ class NanGuard(keras.callbacks.Callback):
 
 def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] = print,
           verbose: int | None = None,
-          extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
+          extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+          overwrite: bool = False) -> dict:
     """Trains (resuming from model_dir's backup if any) and writes all outputs.
 
-    Returns the results dict written to results.json. Raises NanLossError if the
+    The directory records the recipe; a run of another recipe in it, or a finished
+    one, is refused with run_dir.RunDirError unless `overwrite` (which removes it
+    first: kerasnets.run_dir). Returns the results dict written to results.json.
+    Raises NanLossError if the
     loss diverges (outputs of the last complete epoch stay in the backup), and
     errors.DiskFullError if the disk fills (the last backup stays intact, and the
     same command resumes from it once space is freed). Process-wide settings: see
     run_settings().
     """
     try:
+        run_dir.start(model_dir, config, overwrite, log)
         with run_settings(config) as precision:
             return _train(config, data, model_dir, precision, log, verbose, extra_callbacks)
     except (OSError, tf.errors.OpError) as e:  # TensorFlow's writers report the OS's error

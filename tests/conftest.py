@@ -45,10 +45,8 @@ def real_mnist(tmp_path_factory):
     return arrays, cache_dir
 
 
-# The smoke configuration (flags/smoke.flags as a TrainConfig): 2 epochs on 2,048 images.
-SMOKE = recipe.TrainConfig(model="default", epochs=2, batch_size=64, train_examples=2048,
-                             test_examples=1000, learning_rate=0.05, warmup_epochs=0.5, seed=1,
-                             deterministic=True)
+# The smoke recipe (flags/smoke.flags): 2 epochs on 2,048 images.
+SMOKE = recipe.load("smoke")
 
 
 @pytest.fixture(scope="session")

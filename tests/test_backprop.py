@@ -49,7 +49,7 @@ def test_classic_worked_example_with_fixed_biases():
     # b2=0.6, lr=0.5): E_total = 0.298371109 and the weights after one update,
     # quoted to the 8-9 digits the article prints.
     net = backprop.ToyNet(b1=0.35, b2=0.6)
-    run = backprop.train(net, lr=0.5, steps=1)
+    run = backprop.gradient_descent(net, lr=0.5, steps=1)
     assert run.column("E_total")[0] == pytest.approx(0.298371109, abs=5e-10)
     assert run.column("dE_dw5")[0] == pytest.approx(0.082167041, abs=5e-10)
     published = [0.149780716, 0.19956143, 0.24975114, 0.29950229,
@@ -60,22 +60,22 @@ def test_classic_worked_example_with_fixed_biases():
 
 @pytest.mark.parametrize("lr", DEFAULT_LRS)
 def test_hand_equals_tape_at_every_step(lr):
-    run = backprop.train(backprop.ToyNet(), lr, steps=100)
+    run = backprop.gradient_descent(backprop.ToyNet(), lr, steps=100)
     assert run.rows.shape == (101, len(backprop.COLUMNS))
-    # train() already raises above 1e-10; the margin is what the arithmetic gives.
+    # gradient_descent() already raises above 1e-10; the margin is what the arithmetic gives.
     assert run.max_relative_difference < 1e-12
 
 
 @pytest.mark.parametrize("step", [0, 1, 50, 100])
 def test_finite_differences_are_a_third_witness(step):
-    run = backprop.train(backprop.ToyNet(), 0.5, steps=100)
+    run = backprop.gradient_descent(backprop.ToyNet(), 0.5, steps=100)
     w = [run.column(name)[step] for name in backprop.WEIGHT_NAMES]
     hand = np.array([run.column(g)[step] for g in backprop.GRADIENT_NAMES])
     np.testing.assert_allclose(hand, central_differences(w), rtol=1e-7, atol=0)
 
 
 def test_update_rule_is_plain_gradient_descent_on_all_eight_weights():
-    run = backprop.train(backprop.ToyNet(), 0.8, steps=5)
+    run = backprop.gradient_descent(backprop.ToyNet(), 0.8, steps=5)
     w = run.rows[:, 2:10]
     g = np.stack([run.column(name) for name in backprop.GRADIENT_NAMES], axis=1)
     np.testing.assert_array_equal(w[1:], w[:-1] - 0.8 * g[:-1])
@@ -92,7 +92,7 @@ def _slip_in_dw3(w, f, net):
 
 def test_a_wrong_gradient_formula_fails_loudly():
     with pytest.raises(backprop.GradientMismatchError, match=r"lr=0\.5 step 0: .*dE/dw3"):
-        backprop.train(backprop.ToyNet(), 0.5, steps=3, gradient_fn=_slip_in_dw3)
+        backprop.gradient_descent(backprop.ToyNet(), 0.5, steps=3, gradient_fn=_slip_in_dw3)
 
 
 def test_the_slip_is_too_small_for_a_loose_tolerance():

@@ -13,7 +13,7 @@ from kerasnets.cli import command, recipe_flags
 # Each command's own flags (a sample that must appear) and whether it takes the recipe flags.
 OWN_FLAGS = {
     "train": ("--model_dir", "--overwrite", "--export_base", "--collective_timeout"),
-    "sweep": ("--seeds", "--out_dir", "--jobs", "--target"),
+    "sweep": ("--seeds", "--out_dir", "--jobs"),
     "bench": ("--what", "--batch_sizes", "--timed_batches", "--calls", "--concurrency"),
     "export": ("--model_dir", "--export_base", "--version"),
     "predict": ("--model_path", "--top_k"),
@@ -35,7 +35,7 @@ def test_help_describes_the_command_and_lists_its_flags(help_texts, name):
     if name in TAKES_RECIPES:
         assert recipe_fields | {"recipe", "data_dir", "mnist_path"} <= listed, name
         assert "(default: 'default')" in text  # --recipe's default
-        assert "(an integer in the range [1, 1000])" in text  # --epochs's range
+        assert "(an integer in [1, 1000])" in text  # --epochs's range, from recipe.RANGES
     else:
         assert not recipe_fields & listed, name  # --model etc. mean the recipe's only
     # absl's own flags stay in --helpfull
@@ -48,38 +48,60 @@ def test_a_flag_name_means_one_thing_in_every_command(help_texts):
     for name, text in help_texts.items():
         for flag, body in re.findall(r"^  --(?:\[no\])?(\w+):(.*?)(?=^  --|\Z)", text,
                                      re.MULTILINE | re.DOTALL):
+            body = re.sub(r"^\s*<[\w|]+>:", "", body)  # an enum's choices may differ
+            if flag == "recipe":  # and each command's recipes and default recipe
+                body = re.sub(r"\(default: .*?\)", "", body)
             described.setdefault(flag, {})[name] = " ".join(body.split())
     shared = {flag: by for flag, by in described.items() if len(by) > 1}
     assert {"model", "epochs", "data_dir", "seeds"} <= set(shared)
     for flag, by in shared.items():
-        if flag in ("recipe", "model_dir", "out_dir", "export_base", "overwrite", "target",
-                    "model_base", "seeds", "inference", "runtime"):
+        if flag in ("model_dir", "out_dir", "export_base", "overwrite", "model_base", "seeds",
+                    "inference", "runtime"):
             continue  # same meaning, worded for the command (what --recipe, --out_dir, ... hold)
         assert len(set(by.values())) == 1, (flag, by)
 
 
 def test_the_recipe_is_read_first_and_later_flags_override_it():
-    assert command.expand_recipe(["kerasnets-train", "--recipe=fast", "--epochs=2"], None) == [
-        "kerasnets-train", f"--flagfile={recipe.recipe_path('fast')}", "--recipe=fast",
-        "--epochs=2"]
     # the last --recipe wins, as absl reads flags; the default only without one
-    assert command.expand_recipe(["t", "--recipe", "seed", "--recipe=wide"], "default")[1] == (
-        f"--flagfile={recipe.recipe_path('wide')}")
-    assert command.expand_recipe(["t", "--model_dir=x"], "default")[1] == (
-        f"--flagfile={recipe.recipe_path('default')}")
-    assert command.expand_recipe(["t", "--model_dir=x"], None) == ["t", "--model_dir=x"]
-    assert command.expand_recipe(["kerasnets-toynet", "--recipe=toynet"], None)[1] == (
-        f"--flagfile={recipe.recipe_path('toynet')}")
-    # an unknown name is left to absl's enum check
-    assert command.expand_recipe(["t", "--recipe=nope"], "default") == ["t", "--recipe=nope"]
+    assert command.named_recipe(["t", "--recipe", "seed", "--recipe=wide"], "default") == "wide"
+    assert command.named_recipe(["t", "--model_dir=x"], "default") == "default"
+    assert command.named_recipe(["t", "--model_dir=x"], None) is None
     fast = recipe_flags.read("fast", "--epochs=2", "--clean_epochs=0")
     assert (fast.model, fast.epochs, fast.clean_epochs, fast.learning_rate) == ("fast", 2, 0, 0.2)
+    assert fast == dataclasses.replace(recipe.load("fast"), epochs=2, clean_epochs=0)
 
 
-def test_every_recipe_is_installed_and_parses():
+def test_help_shows_what_a_run_will_use():
+    """--help lists the named recipe's values as the defaults (default's without --recipe)."""
+    for args, values in (([], {"learning_rate": "0.2", "clean_epochs": "3", "epochs": "15",
+                               "deterministic": "'true'"}),
+                         (["--recipe=seed"], {"learning_rate": "0.01", "clean_epochs": "0",
+                                              "epochs": "19", "batch_size": "32"})):
+        proc = run_module("train", *args, "--help")
+        for name, value in values.items():
+            body = re.search(rf"^  --(?:\[no\])?{name}:(.*?)(?=^  --)", proc.stdout,
+                             re.MULTILINE | re.DOTALL).group(1)
+            assert re.search(rf"\(default: '?{value}'?\)", " ".join(body.split())), (args, name, body)
+
+
+def test_a_value_the_user_never_gave_is_named_as_the_recipes(tmp_path):
+    proc = run_module("train", f"--model_dir={tmp_path / 'run'}", "--epochs=1")
+    assert proc.returncode == 1 and not (tmp_path / "run").exists()
+    assert error_lines(proc.stderr)[0] == (
+        "FATAL Flags parsing error: flag --recipe=default: --clean_epochs must be smaller than "
+        "--epochs (at least one epoch is augmented) (--clean_epochs=3 from --recipe=default, "
+        "--epochs=1 given)")
+
+
+def test_every_recipe_is_installed_names_every_field_and_parses_the_same_both_ways():
+    """A recipe names every field, so a changed default never changes a recorded recipe;
+    the library and the command line read it alike; TrainConfig() is the default recipe."""
     for name in recipe.names():
-        config = recipe_flags.read(name)
-        assert config.model in ("seed", "default", "wide", "fast"), name
+        assert set(recipe.flagfile_values(name, recipe.FIELDS)) == set(recipe.FIELDS), name
+        assert recipe_flags.read(name) == recipe.load(name), name
+    assert recipe.TrainConfig() == recipe.load("default")
+    targets = {name: recipe.load(name).target for name in recipe.names()}
+    assert targets == {"default": 0.995, "fast": 0.994, "seed": 0.994, "smoke": 0.9, "wide": 0.996}
     assert os.path.samefile(recipe.recipe_path("toynet"), os.path.join(REPO, "flags", "toynet.flags"))
     with pytest.raises(ValueError, match="unknown recipe 'nope'; the recipes are default, fast"):
         recipe.recipe_path("nope")

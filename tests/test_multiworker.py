@@ -11,7 +11,7 @@ import time
 
 import pytest
 from conftest import REPO, error_lines
-from kerasnets import distributed, models, training
+from kerasnets import distributed, models, recipe, run_dir, training
 
 WORKER_TIMEOUT = 240  # seconds for a whole smoke run of one worker
 
@@ -35,7 +35,7 @@ def start_workers(model_dir, cache_dir, *extra, ports=None):
             {"cluster": cluster, "task": {"type": "worker", "index": index}}))
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "kerasnets.cli.train", "--recipe=smoke",
-             "--strategy=multiworker", "--nodeterministic", f"--model_dir={model_dir}",
+             "--strategy=multiworker", f"--model_dir={model_dir}",
              f"--data_dir={cache_dir}", *extra],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return procs, ports
@@ -77,8 +77,17 @@ def test_multiworker_two_local_workers_train_one_model(real_mnist, tmp_path):
     assert accuracy == pytest.approx(float(fingerprints[1].group(3)), abs=1e-4)
     assert accuracy == pytest.approx(results["test_accuracy"][-1], abs=1e-6)
     # Only the chief wrote files; the other worker's scratch directory is gone.
-    assert sorted(os.listdir(tmp_path)) == sorted(training.OUTPUT_FILES +
-                                                  ("tensorboard", training.LOCK_FILE))
+    assert sorted(os.listdir(tmp_path)) == sorted(training.OUTPUT_FILES + (
+        "tensorboard", training.LOCK_FILE, run_dir.RECIPE_FILE))
+    # The smoke recipe asks for deterministic ops, which the collectives do not promise: each
+    # worker says so, and every record holds what ran.
+    for _, out, _ in (chief, worker):
+        assert ("op determinism: off under --strategy=multiworker (its collective ops do not "
+                "promise it); recipe.json and results.json record deterministic: false") in out
+    assert results["flags"]["deterministic"] is False and results["flags"]["strategy"] == (
+        "multiworker")
+    assert json.loads((tmp_path / run_dir.RECIPE_FILE).read_text()) == results["flags"]
+    assert recipe.load("smoke").deterministic
 
 
 def test_multiworker_without_tf_config_is_one_clear_error(tmp_path):
@@ -113,6 +122,17 @@ def test_multiworker_killed_worker_stops_the_job_and_a_restart_resumes(real_mnis
         r"kerasnets-train: error: worker 0: lost contact with the cluster in epoch 2 \(\w+\); "
         r"restart every worker with the same command to resume from epoch 1", message[0])
     assert not (tmp_path / "results.json").exists()
+
+    # Started again with another recipe: every worker refuses, before the cluster forms, and
+    # the checkpoints stay as they were.
+    checkpoints = {p: p.read_bytes() for p in tmp_path.rglob("*")
+                   if p.is_file() and "backup" in p.parts}
+    (chief, worker) = finish(start_workers(tmp_path, real_mnist[1], "--epochs=4")[0], timeout=120)
+    for (code, out, err), where in ((chief, tmp_path), (worker, tmp_path / ".worker-1")):
+        assert code == 1 and error_lines(err) == [
+            f"kerasnets-train: error: --model_dir: {where} holds a run of another recipe "
+            "(--epochs 3 → 4); resume it with --epochs=3, or start afresh with --overwrite"], err
+    assert {p: p.read_bytes() for p in checkpoints} == checkpoints
 
     (chief, worker) = finish(start_workers(tmp_path, real_mnist[1], "--epochs=3")[0])
     assert chief[0] == 0 and worker[0] == 0, chief[2][-2000:]

@@ -41,7 +41,11 @@ def test_the_summary_holds_each_seeds_own_figures(smoke_sweep, smoke_run):
         assert row["last_three_min"] == min(results["test_accuracy"][-3:])
         assert row["best"] == results["best_test_accuracy"]
         assert row["final"] == results["final_test_accuracy"]
-        assert row["first_epoch_at_99_4"] is None  # 2,048 images, 2 epochs
+        # the sweep's --target=0.85 is the recipe's: results.json holds it and its first epoch
+        assert results["target"] == summary["target"] == 0.85
+        first, second = results["test_accuracy"]
+        assert row["first_epoch_at_target"] == (1 if first >= 0.85 else 2 if second >= 0.85
+                                                else None)
         assert row["seconds"] == round(sum(results["seconds_per_epoch"]), 1)
         assert row["meets_target"] == (min(results["test_accuracy"][-3:]) >= 0.85)
     # seed 1 is the smoke configuration itself (tests/conftest.py): a deterministic run, so
@@ -75,7 +79,7 @@ def test_epochs_without_a_test_pass_are_skipped_in_the_last_three(tmp_path):
         run.mkdir(exist_ok=True)
         (run / "results.json").write_text(json.dumps(dict(
             test_accuracy=test_accuracy, best_test_accuracy=max(a for a in test_accuracy if a),
-            final_test_accuracy=test_accuracy[-1], first_epoch_at_99_4=None,
+            final_test_accuracy=test_accuracy[-1], first_epoch_at_target=None,
             seconds_per_epoch=[2.0] * len(test_accuracy))))
         return sweep.seed_row(str(tmp_path), 3, 0.994)
 
@@ -123,7 +127,7 @@ def test_a_sweep_killed_after_one_seed_skips_it_when_started_again(real_mnist, t
     (["--recipe=nope"], r"--recipe=nope: value should be one of <default\|fast\|seed\|smoke\|wide>"),
     (["--flagfile={with_model_dir}"], r"Unknown command line flag 'model_dir'"),
     (["--recipe=smoke", "--epochs=0"], r"--epochs"),
-    (["--target=2"], r"--target must be in \(0, 1\]"),
+    (["--target=2"], r"--target must be a number in \(0, 1\], not 2.0"),
 ])
 def test_bad_values_get_one_line_and_nothing_is_written(tmp_path, args, message):
     (tmp_path / "a_file").write_text("x")

@@ -30,7 +30,7 @@ def test_command_writes_the_three_outputs_with_exact_values(tmp_path):
     # repr() round-trips: the CSV holds TensorFlow's float64 values bit for bit.
     e_total = {}
     for lr, block in ((0.5, rows[1:22]), (2.0, rows[22:])):
-        expected = backprop.train(backprop.ToyNet(), lr, 20).rows
+        expected = backprop.gradient_descent(backprop.ToyNet(), lr, 20).rows
         np.testing.assert_array_equal(np.array(block, dtype=np.float64), expected)
         e_total[lr] = [f"{v:.9f}" for v in expected[[0, 1, 20], backprop.COLUMNS.index("E_total")]]
 

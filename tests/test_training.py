@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import REPO, SMOKE, error_lines, run_module
-from kerasnets import models, training
+from kerasnets import models, recipe, run_dir, training
 
 
 
@@ -130,14 +130,16 @@ def test_unknown_model_name_is_refused():
 
 def test_smoke_run_writes_every_output(smoke_run):
     model_dir, results, lines = smoke_run
-    assert sorted(os.listdir(model_dir)) == sorted(training.OUTPUT_FILES + ("tensorboard",))
+    assert sorted(os.listdir(model_dir)) == sorted(training.OUTPUT_FILES + ("tensorboard",
+                                                                          run_dir.RECIPE_FILE))
     for name in ("curves.png", "misclassified.png", "confusion.png"):
         assert (model_dir / name).read_bytes()[:4] == b"\x89PNG"
     assert os.listdir(model_dir / "tensorboard")
     on_disk = json.loads((model_dir / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(results))
     for key in ("model", "trainable_params", "total_params", "test_accuracy", "train_accuracy",
-                "test_loss", "seconds_per_epoch", "first_epoch_at_99_4", "best_test_accuracy",
+                "test_loss", "seconds_per_epoch", "target", "first_epoch_at_target",
+                "seconds_to_target", "best_test_accuracy",
                 "final_test_accuracy", "precision", "device", "flags"):
         assert key in on_disk, key
     assert on_disk["trainable_params"] == 7826 and on_disk["total_params"] == 7826 + 424
@@ -146,6 +148,15 @@ def test_smoke_run_writes_every_output(smoke_run):
     # final_test_accuracy re-evaluates the saved final model: equal to the last epoch's figure.
     assert on_disk["final_test_accuracy"] == pytest.approx(on_disk["test_accuracy"][-1], abs=1e-6)
     assert on_disk["flags"]["train_examples"] == 2048
+    # the recipe's target (smoke: 0.90) and the first epoch at it, from the epoch figures
+    first, second = on_disk["test_accuracy"]
+    assert on_disk["target"] == 0.9 and first < 0.9
+    assert on_disk["first_epoch_at_target"] == (2 if second >= 0.9 else None)
+    assert on_disk["seconds_to_target"] == (sum(on_disk["seconds_per_epoch"]) if second >= 0.9
+                                            else None)
+    # recipe.json, written at the start, holds every field of the recipe that ran
+    assert json.loads((model_dir / run_dir.RECIPE_FILE).read_text()) == on_disk["flags"] == (
+        dataclasses.asdict(SMOKE))
 
 
 def test_history_csv_and_the_course_lines(smoke_run):
@@ -218,7 +229,7 @@ BAD_FLAGS = [
     ("--epochs=0", "--epochs"), ("--batch_size=0", "--batch_size"),
     ("--learning_rate=0", "--learning_rate must be a finite number > 0"),
     ("--learning_rate=inf", "--learning_rate must be a finite number > 0"),
-    ("--momentum=1", r"--momentum must be in \[0, 1\)"), ("--model=big", "--model"),
+    ("--momentum=1", r"--momentum must be a number in \[0, 1\)"), ("--model=big", "--model"),
     ("--precision=float64", "--precision"), ("--strategy=tpu", "--strategy"),
     ("--rotation=200", "--rotation"),
     ("--clean_epochs=15", "--clean_epochs must be smaller than --epochs"),
@@ -255,6 +266,26 @@ def test_bad_flags_are_refused(tmp_path):
     for (arg, message), error in zip(BAD_FLAGS, errors):
         assert error is not None and re.search(message, error), (arg, error)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_config_checks_itself_with_the_messages_of_the_flags():
+    """From Python, TrainConfig refuses what the command line refuses, in the same words."""
+    for arg, message in BAD_FLAGS:
+        if arg.startswith("--export_base"):
+            continue  # not a recipe field
+        values = dict(a[2:].split("=") for a in arg.split())
+        fields = {k: recipe.parse_value(k, v) if k not in recipe.CHOICES else v
+                  for k, v in values.items()}
+        with pytest.raises(recipe.ConfigError, match=message.split(" ")[0]) as refused:
+            recipe.TrainConfig(**fields)
+        if " must " in message:  # the flag's own wording, not only its name
+            assert re.search(message, str(refused.value)), (arg, refused.value)
+    with pytest.raises(recipe.ConfigError, match="--epochs must be an integer in \\[1, 1000\\]"):
+        recipe.TrainConfig(epochs=0)
+    with pytest.raises(recipe.ConfigError, match="--stop_at_accuracy needs test passes"):
+        recipe.TrainConfig(stop_at_accuracy=0.99, eval_every=0)  # it could never stop
+    with pytest.raises(recipe.ConfigError, match="--clean_epochs must be smaller"):
+        dataclasses.replace(SMOKE, clean_epochs=2)
 
 
 def parse_flagfile(name: str):
@@ -307,7 +338,7 @@ def test_stop_at_accuracy_cuts_the_run_short_at_the_first_epoch_there(smoke_run,
     # float32 metric at the test set's resolution
     assert results["final_test_accuracy"] == pytest.approx(first, abs=1e-6)
     assert results["final_test_accuracy"] == round(first * 1000) / 1000
-    assert results["first_epoch_at_99_4"] is None
+    assert results["first_epoch_at_target"] is None  # 0.90: not by epoch 1
     assert (f"stopped after epoch 1 of 2: test accuracy {100 * first:.2f}% reached "
             "--stop_at_accuracy") in lines
     # a run resumed from a backup that already met its target trains no further
@@ -357,27 +388,55 @@ def _history(model_dir):
     return [r[:-1] for r in rows]  # everything but the seconds
 
 
+def _kill_after_backup(args, model_dir, epoch):
+    """Starts kerasnets-train `args` into model_dir and SIGKILLs it once the backup of
+    `epoch` is complete (in the next epoch)."""
+    proc = subprocess.Popen(args + [f"--model_dir={model_dir}"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while not (model_dir / "backup" / f"epoch-{epoch:04d}" / "state.json").exists():
+            assert proc.poll() is None and time.time() < deadline, f"no epoch-{epoch} backup"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (model_dir / "results.json").exists()
+    assert (model_dir / training.LOCK_FILE).exists()  # left behind; the kernel released its lock
+
+
+def _tree(path):
+    """{relative path: bytes} of every file under path."""
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
+            if p.is_file()}
+
+
 def test_resume_after_sigkill_gives_the_uninterrupted_history(real_mnist, tmp_path):
+    """The same command resumes; a changed recipe is refused with the backup untouched."""
     args = [sys.executable, "-m", "kerasnets.cli.train", "--recipe=smoke", "--epochs=4",
             f"--data_dir={real_mnist[1]}"]
     whole = tmp_path / "whole"
     subprocess.run(args + [f"--model_dir={whole}"], cwd=REPO, check=True, capture_output=True,
                    timeout=300)
-
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(args + [f"--model_dir={killed}"], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 240
-        while not (killed / "backup" / "epoch-0002" / "state.json").exists():
-            assert proc.poll() is None and time.time() < deadline, "no epoch-2 backup"
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)  # mid-epoch 3
-    finally:
-        proc.kill()
-        proc.wait()
-    assert not (killed / "results.json").exists()
-    assert (killed / training.LOCK_FILE).exists()  # left behind; the kernel released its lock
+    _kill_after_backup(args, killed, 2)  # mid-epoch 3
+    before = _tree(killed / "backup")
+
+    changed = subprocess.run(args + [f"--model_dir={killed}", "--optimizer=adamw",
+                                     "--learning_rate=0.001"],
+                             cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert changed.returncode == 1 and changed.stdout == ""
+    assert error_lines(changed.stderr) == [
+        f"kerasnets-train: error: --model_dir: {killed} holds a run of another recipe "
+        '(--optimizer "sgd" → "adamw", --learning_rate 0.05 → 0.001); resume it with '
+        "--optimizer=sgd --learning_rate=0.05, or start afresh with --overwrite"]
+    assert _tree(killed / "backup") == before
+    # from Python: the same check, in the library
+    with pytest.raises(run_dir.RunDirError, match="holds a run of another recipe "
+                                                  r"\(--seed 1 → 2\)"):
+        training.train(dataclasses.replace(SMOKE, epochs=4, seed=2), real_mnist[0], str(killed))
+    assert _tree(killed / "backup") == before
 
     resumed = subprocess.run(args + [f"--model_dir={killed}"], cwd=REPO, capture_output=True,
                              text=True, timeout=300)
@@ -385,6 +444,28 @@ def test_resume_after_sigkill_gives_the_uninterrupted_history(real_mnist, tmp_pa
     assert "resuming from" in resumed.stdout and "(epoch 2 of 4 done)" in resumed.stdout
     assert _history(killed) == _history(whole)
     assert not (killed / "backup").exists()
+
+
+def test_overwrite_starts_afresh_from_a_partial_run_of_another_recipe(real_mnist, tmp_path):
+    """A run of adamw killed after epoch 1, then the smoke recipe with --overwrite: the
+    history is a fresh smoke run's, not adamw's state continued under smoke's name."""
+    args = [sys.executable, "-m", "kerasnets.cli.train", "--recipe=smoke",
+            f"--data_dir={real_mnist[1]}"]
+    fresh = tmp_path / "fresh"
+    subprocess.run(args + [f"--model_dir={fresh}"], cwd=REPO, check=True, capture_output=True,
+                   timeout=300)
+    partial = tmp_path / "partial"
+    _kill_after_backup(args + ["--optimizer=adamw", "--learning_rate=0.001"], partial, 1)
+    again = subprocess.run(args + [f"--model_dir={partial}", "--overwrite"], cwd=REPO,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "resuming" not in again.stdout
+    assert f"--overwrite: removed the earlier run's tensorboard, backup, recipe.json from {partial}" in (
+        again.stdout)
+    assert _history(partial) == _history(fresh)
+    recorded = json.loads((partial / run_dir.RECIPE_FILE).read_text())
+    assert recorded == json.loads((partial / "results.json").read_text())["flags"] == (
+        dataclasses.asdict(SMOKE))
 
 
 def test_a_second_run_on_a_model_dir_in_use_is_refused_at_once(real_mnist, tmp_path):

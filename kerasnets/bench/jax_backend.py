@@ -37,8 +37,7 @@ from kerasnets.cli import command, data_flags, recipe_flags
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("recipe", "default", list(recipe.names()),
-                  "The recipe to train (flags/NAME.flags), read as if its flags came first.")
+recipe_flags.define(FLAGS)
 flags.adopt_module_key_flags(recipe_flags)
 flags.adopt_module_key_flags(data_flags)
 
@@ -115,7 +114,7 @@ class EpochData(keras.utils.PyDataset):
         self._prepare()
 
 
-def train(config: recipe.TrainConfig, mnist, log=print) -> dict:
+def train_on_jax(config: recipe.TrainConfig, mnist, log=print) -> dict:
     """Trains `config` on the default JAX device; returns the results dict (as
     kerasnets-train's results.json, plus the backend and per-epoch timing summary)."""
     import jax
@@ -152,7 +151,7 @@ def main(argv: Sequence[str]) -> int:
         return command.fail("needs KERAS_BACKEND=jax (kerasnets-train is the TensorFlow path)")
     mnist = data.load_mnist(FLAGS.data_dir, FLAGS.mnist_path)
     log = lambda line: print(line, flush=True)  # noqa: E731
-    print(json.dumps(train(recipe_flags.config(), mnist, log)), flush=True)
+    print(json.dumps(train_on_jax(recipe_flags.config(), mnist, log)), flush=True)
     return 0
 
 

@@ -10,7 +10,7 @@ r"""kerasnets-bench: how fast each part runs, as tables (and, with --json, a JSO
                            test accuracy (and model(x) for an untrained model)
   --what=time_to_accuracy  trains the recipe at each of --seeds: final test accuracy and
                            training seconds (--compare_torch: also the course's recipe in
-                           PyTorch and the default recipe, each to --target)
+                           PyTorch and the default recipe, each to the recipe's --target)
   --what=serve             a kerasnets-serve process per runtime of --runtimes on
                            127.0.0.1 under single-image requests from each of
                            --concurrency clients, with request batching on and off
@@ -38,15 +38,11 @@ from kerasnets.cli import command, data_flags, recipe_flags
 FLAGS = flags.FLAGS
 WHAT = ("input", "train", "inference", "time_to_accuracy", "serve")
 
-flags.DEFINE_enum("recipe", "default", list(recipe.names()),
-                  "The recipe to measure (flags/NAME.flags), read as if its flags came first: "
-                  "later flags override it.")
+recipe_flags.define(FLAGS)
 flags.adopt_module_key_flags(recipe_flags)
 flags.adopt_module_key_flags(data_flags)
 flags.DEFINE_enum("what", "input", list(WHAT), "What to measure.")
 flags.DEFINE_string("seeds", "0-4", "time_to_accuracy: seeds, e.g. 0-4 or 1,3.")
-flags.DEFINE_float("target", 0.994, "time_to_accuracy: the test accuracy whose first epoch "
-                   "is reported, in (0, 1].")
 flags.DEFINE_list("batch_sizes", ["32", "128", "512"],
                   "input: batch sizes to measure; inference: batch sizes for images/s "
                   "(integers > 0; inference uses 1,32,256 when left at the default).")
@@ -82,7 +78,6 @@ flags.register_validator(
 flags.register_validator(
     "batch_sizes", lambda v: bool(v) and all(s.isdigit() and int(s) > 0 for s in v),
     "--batch_sizes must be a comma list of integers > 0, e.g. 32,128,512")
-flags.register_validator("target", lambda v: 0 < v <= 1, "--target must be in (0, 1]")
 flags.register_validator("seeds", command.check_seeds_flag)
 
 
@@ -165,7 +160,7 @@ def bench_command(what: str, config: recipe.TrainConfig, options: dict) -> list[
         return results
     if what == "time_to_accuracy":
         report = time_to_accuracy.bench_time_to_accuracy(
-            config, options["seeds"], options["target"], options["compare_torch"],
+            config, options["seeds"], options["compare_torch"],
             options["data_flags"])
         print(time_to_accuracy.format_report(report))
         return [report]
@@ -201,7 +196,7 @@ def main(argv: Sequence[str]) -> int:
     training.set_threads(config.intra_op_threads)
     options = dict(
         batch_sizes=FLAGS.batch_sizes, batch_sizes_given=FLAGS["batch_sizes"].present,
-        calls=FLAGS.calls, seeds=seed_sweep.parse_seeds(FLAGS.seeds), target=FLAGS.target,
+        calls=FLAGS.calls, seeds=seed_sweep.parse_seeds(FLAGS.seeds),
         compare_torch=FLAGS.compare_torch, requests=FLAGS.requests,
         concurrency=[int(c) for c in FLAGS.concurrency], model_base=FLAGS.model_base,
         runtimes=list(FLAGS.runtimes), runtimes_given=FLAGS["runtimes"].present,

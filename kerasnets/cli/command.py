@@ -7,10 +7,10 @@
   generated wrapper, so the command module's docstring and key flags (its own
   flags and the shared ones it adopts) are handed over to them. absl's own flags
   stay in `--helpfull`.
-* reads `--recipe=NAME` as if the named recipe's flagfile were the first flag
-  (`--flagfile=<the recipe>`), so every later flag overrides it; `default_recipe`
-  is read when no --recipe is given. An unknown name is left to absl's enum check,
-  which refuses it in one line listing the names.
+* reads `--recipe=NAME` (or `default_recipe` when none is given) before parsing:
+  the recipe's values become the flags' defaults, so --help shows what the run will
+  use and every flag given overrides the recipe. An unknown name is left to absl's
+  enum check, which refuses it in one line listing the names.
 * gives the one error exit: a `KerasnetsError` (and a full disk, which any write
   may hit) ends the command with one line `<command>: error: <message>` and the
   error's exit status; anything else is a bug and keeps its traceback.
@@ -48,9 +48,9 @@ def fail(message: str, status: int = 1, module_name: str | None = None) -> int:
     return status
 
 
-def expand_recipe(argv: Sequence[str], default_recipe: str | None) -> list[str]:
-    """argv with `--flagfile=<recipe file>` inserted first when --recipe (the last one given,
-    as absl reads it) or `default_recipe` names a known recipe."""
+def named_recipe(argv: Sequence[str], default_recipe: str | None) -> str | None:
+    """The recipe the command line names with --recipe (the last one given, as absl reads
+    it), else `default_recipe`."""
     name = default_recipe
     args = list(argv[1:])
     for i, arg in enumerate(args):
@@ -58,9 +58,15 @@ def expand_recipe(argv: Sequence[str], default_recipe: str | None) -> list[str]:
             name = args[i + 1]
         elif arg.startswith((f"--{RECIPE_FLAG}=", f"-{RECIPE_FLAG}=")):
             name = arg.split("=", 1)[1]
-    if name not in recipe.names() + recipe.names("toynet"):
-        return list(argv)
-    return [argv[0], f"--flagfile={recipe.recipe_path(name)}", *args]
+    return name
+
+
+def use_recipe(fv: flags.FlagValues, name: str) -> None:
+    """Recipe `name`'s values as the defaults of `fv`'s flags, before parsing: --help shows
+    them, a flag given on the command line overrides them, and a flag left out is known
+    (`fv[name].present` is 0) to come from the recipe."""
+    for flag_name, text in recipe.flagfile_values(name, fv).items():
+        fv.set_default(flag_name, text)
 
 
 def _describe_command(module_name: str) -> None:
@@ -95,7 +101,10 @@ def run(main: Callable[[list[str]], int], module_name: str,
         default_recipe: str | None = None) -> None:
     """Console-script entry point of the command defined in module `module_name`."""
     _describe_command(module_name)
-    app.run(with_error_exit(main), argv=expand_recipe(sys.argv, default_recipe))
+    name = named_recipe(sys.argv, default_recipe)
+    if name in recipe.names() + recipe.names("toynet"):  # an unknown one: absl's enum check
+        use_recipe(flags.FLAGS, name)
+    app.run(with_error_exit(main), argv=sys.argv)
 
 
 def register_export_base_validator() -> None:

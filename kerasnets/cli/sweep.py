@@ -4,11 +4,11 @@ Trains the recipe (--recipe and any recipe flag after it, as kerasnets-train
 reads them) once per seed of --seeds into <out_dir>/seed-<k>/, --jobs at a time;
 a seed that finished earlier is skipped, one killed part-way resumes. Then it
 writes summary.csv, summary.json and seeds.png into --out_dir and prints, per
-seed, the last three tested epochs' accuracies, and how many seeds meet
---target in each of them. One sweep at a time may use an --out_dir.
+seed, the last three tested epochs' accuracies, and how many seeds meet the
+recipe's --target in each of them. One sweep at a time may use an --out_dir.
 
   kerasnets-sweep --recipe=default --seeds=0-7 --out_dir=runs/sweep_default
-  kerasnets-sweep --recipe=wide --target=0.996 --seeds=0-7 --out_dir=runs/sweep_wide
+  kerasnets-sweep --recipe=wide --seeds=0-7 --out_dir=runs/sweep_wide
 """
 
 from __future__ import annotations
@@ -24,19 +24,14 @@ from kerasnets.cli import command, data_flags, recipe_flags
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("recipe", "default", list(recipe.names()),
-                  "The recipe to sweep (flags/NAME.flags), read as if its flags came first: later "
-                  "flags override it (--seed is replaced by each seed of --seeds).")
+recipe_flags.define(FLAGS)
 flags.adopt_module_key_flags(recipe_flags)
 flags.adopt_module_key_flags(data_flags)
 flags.DEFINE_string("seeds", "0-7", "Seeds: a range like 0-7, a list like 1,4,9, or one.")
 flags.DEFINE_string("out_dir", None, "Directory of the seeds' runs and the summary (finished "
                     "seeds in it are kept and skipped).")
 flags.DEFINE_integer("jobs", 2, "Seeds trained at once.", lower_bound=1)
-flags.DEFINE_float("target", 0.995, "Test accuracy each of the last three tested epochs must "
-                   "reach, in (0, 1] (default's target; wide's is 0.996).")
 flags.mark_flag_as_required("out_dir")
-flags.register_validator("target", lambda v: 0 < v <= 1, "--target must be in (0, 1]")
 flags.register_validator("seeds", command.check_seeds_flag)
 
 
@@ -49,13 +44,13 @@ def _out_dir(value) -> bool:
 
 
 def sweep_command(config: recipe.TrainConfig, seeds: Sequence[int], out_dir: str, jobs: int,
-                  target: float, data_flag_values: Sequence[str]) -> int:
+                  data_flag_values: Sequence[str]) -> int:
     """Holds out_dir (a second sweep on it is refused), sweeps, prints the summary."""
     log = lambda line: print(line, flush=True)  # noqa: E731
     owner = f"kerasnets-sweep (started {time.strftime('%Y-%m-%d %H:%M:%S')})"
     try:
         with fileio.exclusive_directory(out_dir, owner, seed_sweep.LOCK_FILE):
-            summary, failed = seed_sweep.sweep(config, seeds, out_dir, jobs, target, log,
+            summary, failed = seed_sweep.sweep(config, seeds, out_dir, jobs, log,
                                                data_flag_values)
     except fileio.DirectoryInUseError as e:
         return command.fail(f"--out_dir: {e}")
@@ -74,7 +69,7 @@ def main(argv: Sequence[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     return sweep_command(recipe_flags.config(), seed_sweep.parse_seeds(FLAGS.seeds),
-                         FLAGS.out_dir, FLAGS.jobs, FLAGS.target,
+                         FLAGS.out_dir, FLAGS.jobs,
                          command.data_flag_values(FLAGS.data_dir, FLAGS.mnist_path))
 
 

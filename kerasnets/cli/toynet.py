@@ -24,9 +24,9 @@ FLAGS = flags.FLAGS
 MAX_STEPS = 100_000
 _DEFAULT = backprop.ToyNet()
 
-flags.DEFINE_enum("recipe", None, list(recipe.names("toynet")),
-                  "The recorded setting to read (flags/NAME.flags): the course's, read as if its "
-                  "flags came first (later flags override it).")
+flags.DEFINE_enum("recipe", "toynet", list(recipe.names("toynet")),
+                  "The recipe (flags/NAME.flags): its values are the defaults of the flags below, "
+                  "and a flag given overrides it.")
 flags.DEFINE_list("lrs", ["0.1", "0.2", "0.5", "0.8", "1.0", "2.0"],
                   "Comma-separated learning rates, each finite and > 0, no repeats.")
 flags.DEFINE_integer("steps", 100, f"Gradient-descent updates per learning rate (1..{MAX_STEPS}).")
@@ -110,7 +110,7 @@ def main(argv: Sequence[str]) -> int:
 
 def run():
     """Console-script entry point (kerasnets-toynet)."""
-    command.run(main, __name__)
+    command.run(main, __name__, default_recipe="toynet")
 
 
 if __name__ == "__main__":
