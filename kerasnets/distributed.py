@@ -264,22 +264,14 @@ def finish(config: TrainConfig, state: WorkerState, train_data, test_data, steps
     """The chief's end of the run: the trained model outside the strategy (predict and save
     need no cluster), with the optimizer's state (step count, momentum) as the
     single-machine model.keras has it, scored and written like a single-machine run."""
-    (x_train, y_train), (x_test, y_test) = train_data, test_data
     final = create_model(config, steps)
     final.set_weights(state.model.get_weights())
     final.optimizer.build(final.trainable_variables)
     for mine, trained in zip(final.optimizer.variables, state.model.optimizer.variables,
                              strict=True):
         mine.assign(trained.value)
-    test_loss, test_acc, predicted = training.evaluate(final, x_test, y_test)
-    _, train_acc, _ = training.evaluate(final, x_train, y_train)
-    log(f"final model: train accuracy {100 * train_acc:.2f}%, test accuracy {100 * test_acc:.2f}%")
-    results = records.results_dict(config, final, state.history, (test_loss, test_acc, train_acc),
-                                   precision, training.strategy_name(strategy),
-                                   strategy.num_replicas_in_sync, workers=workers)
-    training.write_outputs(model_dir, final, state.history, results, x_test, y_test, predicted)
-    shutil.rmtree(os.path.join(model_dir, training.BACKUP_DIR), ignore_errors=True)
-    return results
+    return training.finish_run(config, final, state.history, (train_data, test_data), model_dir,
+                               precision, strategy, log, workers=workers)
 
 
 def weights_fingerprint(model: keras.Model) -> str:

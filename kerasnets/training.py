@@ -216,17 +216,29 @@ def _train(config: TrainConfig, data, model_dir: str, precision: str,
     if reached(history, config.stop_at_accuracy) and len(history) < config.epochs:
         log(f"stopped after epoch {len(history)} of {config.epochs}: test accuracy "
             f"{100 * history[-1]['test_accuracy']:.2f}% reached --stop_at_accuracy")
+    return finish_run(config, model, history, ((x_train, y_train), (x_test, y_test)), model_dir,
+                      precision, strategy, log, fit_start=fit_start)
+
+
+def finish_run(config: TrainConfig, model: keras.Model, history: list[dict], data,
+               model_dir: str, precision: str, strategy: tf.distribute.Strategy,
+               log: Callable[[str], None], fit_start: float | None = None, **extra) -> dict:
+    """The end of a run, the same for both loops (this one and kerasnets.distributed): the
+    final model's test and train scores and their line, results.json (with `extra`, and
+    train_seconds from `fit_start`) and the other outputs, and the backup removed."""
+    (x_train, y_train), (x_test, y_test) = data
     test_loss, test_acc, predicted = evaluate(model, x_test, y_test)
-    # First batch to the final model's test accuracy, tf.function tracing included (on
-    # a resumed run: of this process's epochs only).
-    train_seconds = time.perf_counter() - fit_start
+    if fit_start is not None:
+        # First batch to the final model's test accuracy, tf.function tracing included (on
+        # a resumed run: of this process's epochs only).
+        extra["train_seconds"] = time.perf_counter() - fit_start
     if history and history[-1]["test_accuracy"] is None:  # the final pass tested the last epoch
         history[-1].update(test_loss=test_loss, test_accuracy=test_acc)
     _, train_acc, _ = evaluate(model, x_train, y_train)
     log(f"final model: train accuracy {100 * train_acc:.2f}%, test accuracy {100 * test_acc:.2f}%")
     results = records.results_dict(config, model, history, (test_loss, test_acc, train_acc),
                                    precision, strategy_name(strategy),
-                                   strategy.num_replicas_in_sync, train_seconds=train_seconds)
+                                   strategy.num_replicas_in_sync, **extra)
     write_outputs(model_dir, model, history, results, x_test, y_test, predicted)
     shutil.rmtree(os.path.join(model_dir, BACKUP_DIR), ignore_errors=True)
     return results
