@@ -23,6 +23,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
@@ -136,12 +137,30 @@ def write_summary(out_dir: str, summary: dict) -> None:
         json.dump(summary, f, indent=2)
 
 
+def report(summary: dict, out_dir: str) -> str:
+    """What kerasnets-sweep prints at the end: the table, the summary line, the files."""
+    return "\n".join([format_table(summary["rows"]), summary_line(summary),
+                      f"wrote {os.path.join(os.path.abspath(out_dir), 'summary.csv')}, "
+                      "summary.json, seeds.png"])
+
+
 def sweep(config: recipe.TrainConfig, seeds: Sequence[int], out_dir: str, jobs: int,
-          log=print, data_flags: Sequence[str] = ()) -> tuple[dict, list[int]]:
-    """Trains every unfinished seed (`jobs` at a time); returns (summary, failed seeds),
-    each seed's last three tested epochs held to the recipe's target."""
-    target = config.target
+          log=print, data_flags: Sequence[str] = ()) -> tuple[dict | None, list[int]]:
+    """Holds out_dir (a second sweep on it is refused: fileio.DirectoryInUseError), trains
+    every unfinished seed (`jobs` at a time) and writes the summary; returns (summary,
+    failed seeds), each seed's last three tested epochs held to the recipe's target."""
     os.makedirs(out_dir, exist_ok=True)
+    owner = f"kerasnets-sweep (started {time.strftime('%Y-%m-%d %H:%M:%S')})"
+    try:
+        with fileio.exclusive_directory(out_dir, owner, LOCK_FILE):
+            return _sweep(config, seeds, out_dir, jobs, log, data_flags)
+    except fileio.DirectoryInUseError as e:
+        raise fileio.DirectoryInUseError(f"--out_dir: {e}") from None
+
+
+def _sweep(config: recipe.TrainConfig, seeds: Sequence[int], out_dir: str, jobs: int,
+           log, data_flags: Sequence[str]) -> tuple[dict | None, list[int]]:
+    target = config.target
     todo = [s for s in seeds if not finished(out_dir, s)]
     for s in seeds:
         if s not in todo:

@@ -32,7 +32,7 @@ import tensorflow as tf
 from kerasnets import errors, fileio, pipeline, records, run_dir
 from kerasnets.recipe import (TrainConfig, augmented_epochs, create_model, reaches,
                               select_examples)
-from kerasnets.run_dir import BACKUP_DIR, LOCK_FILE, OUTPUT_FILES  # noqa: F401  (re-exported)
+from kerasnets.run_dir import BACKUP_DIR
 
 
 class NanLossError(errors.KerasnetsError, RuntimeError):

@@ -130,7 +130,7 @@ def test_unknown_model_name_is_refused():
 
 def test_smoke_run_writes_every_output(smoke_run):
     model_dir, results, lines = smoke_run
-    assert sorted(os.listdir(model_dir)) == sorted(training.OUTPUT_FILES + ("tensorboard",
+    assert sorted(os.listdir(model_dir)) == sorted(run_dir.OUTPUT_FILES + ("tensorboard",
                                                                           run_dir.RECIPE_FILE))
     for name in ("curves.png", "misclassified.png", "confusion.png"):
         assert (model_dir / name).read_bytes()[:4] == b"\x89PNG"
@@ -403,7 +403,7 @@ def _kill_after_backup(args, model_dir, epoch):
         proc.kill()
         proc.wait()
     assert not (model_dir / "results.json").exists()
-    assert (model_dir / training.LOCK_FILE).exists()  # left behind; the kernel released its lock
+    assert (model_dir / run_dir.LOCK_FILE).exists()  # left behind; the kernel released its lock
 
 
 def _tree(path):
@@ -476,7 +476,7 @@ def test_a_second_run_on_a_model_dir_in_use_is_refused_at_once(real_mnist, tmp_p
                              stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
-        while f"(pid {first.pid})" not in _read(model_dir / training.LOCK_FILE):
+        while f"(pid {first.pid})" not in _read(model_dir / run_dir.LOCK_FILE):
             assert first.poll() is None and time.time() < deadline, "the first run never locked"
             time.sleep(0.05)
         second = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120)

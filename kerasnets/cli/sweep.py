@@ -14,12 +14,11 @@ recipe's --target in each of them. One sweep at a time may use an --out_dir.
 from __future__ import annotations
 
 import os
-import time
 from typing import Sequence
 
 from absl import app, flags
 
-from kerasnets import fileio, recipe, seed_sweep
+from kerasnets import fileio, seed_sweep
 from kerasnets.cli import command, data_flags, recipe_flags
 
 FLAGS = flags.FLAGS
@@ -43,34 +42,19 @@ def _out_dir(value) -> bool:
     return True
 
 
-def sweep_command(config: recipe.TrainConfig, seeds: Sequence[int], out_dir: str, jobs: int,
-                  data_flag_values: Sequence[str]) -> int:
-    """Holds out_dir (a second sweep on it is refused), sweeps, prints the summary."""
-    log = lambda line: print(line, flush=True)  # noqa: E731
-    owner = f"kerasnets-sweep (started {time.strftime('%Y-%m-%d %H:%M:%S')})"
-    try:
-        with fileio.exclusive_directory(out_dir, owner, seed_sweep.LOCK_FILE):
-            summary, failed = seed_sweep.sweep(config, seeds, out_dir, jobs, log,
-                                               data_flag_values)
-    except fileio.DirectoryInUseError as e:
-        return command.fail(f"--out_dir: {e}")
-    if summary:
-        print(seed_sweep.format_table(summary["rows"]))
-        print(seed_sweep.summary_line(summary))
-        print(f"wrote {os.path.join(os.path.abspath(out_dir), 'summary.csv')}, "
-              "summary.json, seeds.png")
-    if failed:
-        return command.fail(f"seeds {', '.join(map(str, failed))} failed; see "
-                            f"{os.path.join(out_dir, 'logs')}")
-    return 0
-
-
 def main(argv: Sequence[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    return sweep_command(recipe_flags.config(), seed_sweep.parse_seeds(FLAGS.seeds),
-                         FLAGS.out_dir, FLAGS.jobs,
-                         command.data_flag_values(FLAGS.data_dir, FLAGS.mnist_path))
+    summary, failed = seed_sweep.sweep(
+        recipe_flags.config(), seed_sweep.parse_seeds(FLAGS.seeds), FLAGS.out_dir, FLAGS.jobs,
+        log=lambda line: print(line, flush=True),
+        data_flags=command.data_flag_values(FLAGS.data_dir, FLAGS.mnist_path))
+    if summary:
+        print(seed_sweep.report(summary, FLAGS.out_dir))
+    if failed:
+        return command.fail(f"seeds {', '.join(map(str, failed))} failed; see "
+                            f"{os.path.join(FLAGS.out_dir, 'logs')}")
+    return 0
 
 
 def run():
