@@ -187,7 +187,7 @@ class WorkerState:
 
     def __init__(self, config: TrainConfig, strategy, work_dir: str, steps: int, index: int,
                  log: Callable[[str], None]):
-        self.ckpt_dir = os.path.join(work_dir, training.BACKUP_DIR, CHECKPOINT_DIR)
+        self.ckpt_dir = os.path.join(work_dir, run_dir.BACKUP_DIR, CHECKPOINT_DIR)
         self.history_path = os.path.join(os.path.dirname(self.ckpt_dir), "history.json")
         os.makedirs(os.path.dirname(self.ckpt_dir), exist_ok=True)
         with strategy.scope():
