@@ -10,7 +10,9 @@ flight finishes on the version it started with. Inference runs in a worker
 thread, or on the event loop for a runtime whose call is shorter than the hop to
 the thread; with batching, requests that arrive while the model is busy run
 together as one batch. Bodies over `max_request_bytes` are refused
-with 413. Built on Starlette (ASGI); kerasnets-serve runs it under uvicorn.
+with 413. Built on Starlette (ASGI); `serve()` runs it under uvicorn, on a socket
+it binds itself, until the process is stopped (kerasnets-serve is that one call,
+so a notebook or another program serves exactly as the command does).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import concurrent.futures
 import contextlib
 import importlib.resources
 import json
+import os
+import socket
+from typing import Callable
 
 import numpy as np
 from starlette.applications import Starlette
@@ -29,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from kerasnets import images, rest_formats, serving
+from kerasnets import errors, export, images, rest_formats, serving
 
 
 class Batcher:
@@ -218,3 +223,91 @@ def create_app(watcher: serving.ModelWatcher, model_name: str = "mnist",
     return Starlette(routes=endpoints.routes(), lifespan=lifespan, exception_handlers={
         rest_formats.RequestError: _request_error, HTTPException: _http_error,
         Exception: _internal_error})
+
+
+class ServeError(errors.KerasnetsError, RuntimeError):
+    """The server cannot start: no version loads, or the address cannot be had."""
+
+
+def serve(model_base: str, host: str = "127.0.0.1", port: int = 8501, runtime: str = "litert",
+          *, model_name: str = "mnist", max_request_bytes: int = 4 << 20,
+          poll_seconds: float = 1.0, batching: bool = True, inference: str = "auto",
+          log: Callable[[str], None] = print) -> None:
+    """Serves the newest version under `model_base` in `runtime` on host:port until the
+    process is stopped (SIGINT or SIGTERM: uvicorn's graceful shutdown).
+
+    The model loads before the port is bound, so a port is never held by a server with
+    nothing to serve; once listening it logs one line with the URL (port 0 takes a free
+    port, and that line is how a caller learns it). `inference`: auto, thread or
+    event_loop (runs_inline). Raises ServeError when no version loads or the address
+    cannot be had.
+    """
+    export.tf_logger_quiet()  # loading a SavedModel logs at INFO
+    watcher = serving.ModelWatcher(model_base, poll_seconds, log, runtime)
+    watcher.load_first()
+    if watcher.current is None:
+        raise ServeError(f"no version under {os.path.abspath(model_base)} could be loaded "
+                         "(see above)")
+    sock = _listen_or_fail(host, port)
+    application = create_app(watcher, model_name, max_request_bytes, batching,
+                             runs_inline(inference, runtime))
+    watcher.start()
+    _announce(log, model_name, watcher.current.version, runtime, url_of(host, sock), host)
+    try:
+        _run_uvicorn(application, sock)
+    finally:
+        watcher.stop()
+
+
+def runs_inline(inference: str, runtime: str) -> bool:
+    """Whether model calls run on the event loop: when asked (event_loop), or by default
+    (auto) for the LiteRT runtimes, whose call is shorter than the hop to a worker thread
+    (docs/serving.md has both measured)."""
+    return inference == "event_loop" or (inference == "auto" and runtime.startswith("litert"))
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port; OSError if it cannot be had. Bound here rather than
+    by uvicorn so that the port taken for port 0 is known before serving starts."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)  # connections wait in the backlog until the server accepts them
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _listen_or_fail(host: str, port: int) -> socket.socket:
+    """listen(), with a busy or unknown address as one ServeError line."""
+    try:
+        return listen(host, port)
+    except OSError as e:
+        raise ServeError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+
+
+def url_of(host: str, sock: socket.socket) -> str:
+    """The server's base URL: the port the socket got, an IPv6 address in brackets."""
+    return f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
+
+
+def _announce(log: Callable[[str], None], model_name: str, version: int, runtime: str,
+              url: str, host: str) -> None:
+    """The start line (callers wait for its URL), and a warning when others can reach it."""
+    log(f"kerasnets-serve: {model_name} version {version} ({runtime}) on {url} "
+        f"(REST: {url}/v1/models/{model_name}; draw a digit: {url}/)")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log(f"kerasnets-serve: listening on {host}: reachable from other machines, without "
+            "authentication")
+
+
+def _run_uvicorn(application: Starlette, sock: socket.socket) -> None:
+    """uvicorn on the bound socket, quiet (errors answer in JSON; no access log), until
+    stopped; requests in flight get 5 seconds to finish."""
+    import uvicorn
+
+    config = uvicorn.Config(application, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run(sockets=[sock])

@@ -309,6 +309,38 @@ def test_predict_refuses_a_model_that_is_not_one(tmp_path):
         f"kerasnets-predict: error: --model_path: cannot load {tmp_path / 'broken.keras'}: ")
 
 
+def _constant_model(digit, p):
+    """A tiny MNIST-shaped model that ignores its image: probability `p` for `digit`, the
+    rest shared equally by the other nine (zero kernel; the bias is the log-probabilities)."""
+    logits = np.full(10, np.log((1 - p) / 9), np.float32)
+    logits[digit] = np.log(p)
+    return keras.Sequential([
+        keras.Input((28, 28)), keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="softmax", kernel_initializer="zeros",
+                           bias_initializer=keras.initializers.Constant(logits))])
+
+
+def test_predict_on_an_export_base_uses_its_newest_version(test_images, tmp_path):
+    base = tmp_path / "mnist"
+    for digit, p in ((3, 0.6), (7, 0.9)):  # version 1, then version 2
+        export.export_savedmodel(_constant_model(digit, p), str(base), formats=("saved_model",))
+    assert export.latest_version_dir(str(base)) == str(base / "2")
+    _write(tmp_path / "d.png", test_images[0][0][..., None])
+    proc = run_module("predict", f"--model_path={base}", str(tmp_path / "d.png"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout == f"{tmp_path / 'd.png'}: 7 (p=0.9000)\n"  # version 1 says 3 (p=0.6000)
+
+
+def test_latest_version_dir_is_the_highest_number_not_the_last_name(tmp_path):
+    assert export.latest_version_dir(str(tmp_path / "missing")) is None
+    assert export.latest_version_dir(str(tmp_path)) is None
+    for name in ("1", "9", "10", "2", "abc", ".export-tmp-x"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "11").write_text("a file, not a version")
+    assert export.versions(str(tmp_path)) == [1, 2, 9, 10]
+    assert export.latest_version_dir(str(tmp_path)) == str(tmp_path / "10")
+
+
 # --- models that are not MNIST models --------------------------------------------------
 
 FOREIGN_LINE = ("is not an MNIST model: its input is (batch, 32, 32, 3) and its output "

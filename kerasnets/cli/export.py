@@ -58,51 +58,16 @@ def _version_is_new(values) -> bool:
     return True
 
 
-def export_run(model_dir: str, export_base: str, version: int | None, formats: Sequence[str],
-               calibration_images: int, data_dir: str | None, mnist_path: str | None) -> int:
-    """Loads the run's model.keras and exports it; prints where it went and each file."""
-    from kerasnets import models
-
-    logging.set_verbosity(logging.WARNING)  # SavedModel writing logs each step at INFO
-    export.tf_logger_quiet()
-    model_path = os.path.join(model_dir, "model.keras")
-    model = models.load_model(model_path)
-    mnist = None
-    if "litert_int8" in formats:
-        from kerasnets import data
-        mnist = data.load_mnist(data_dir, mnist_path)
-    calibration = (export.calibration_sample(mnist[0][0], calibration_images)
-                   if mnist is not None else None)
-    path = export.export_savedmodel(model, export_base, version, formats, calibration)
-    print(f"exported {model_path} to {path} (signature {export.SIGNATURE}: "
-          f"{export.INPUT_NAME} uint8 [batch, 28, 28] -> classes int64, probabilities float32)")
-    for fmt in formats:
-        if fmt != "saved_model":
-            print(describe_file(path, fmt, mnist))
-    return 0
-
-
-def describe_file(version_dir: str, fmt: str, mnist) -> str:
-    """`model.onnx: 44,196 bytes`, and for int8 its test accuracy beside the SavedModel's."""
-    from kerasnets import runtimes
-
-    path = os.path.join(version_dir, export.FORMAT_FILES[fmt])
-    line = f"  {export.FORMAT_FILES[fmt]}: {os.path.getsize(path):,} bytes"
-    if fmt == "litert_int8" and mnist is not None:
-        x_test, y_test = mnist[1]
-        accuracy = {runtime: float((runtimes.load(version_dir, runtime)(x_test)["classes"]
-                                    == y_test).mean()) for runtime in ("litert_int8", "tensorflow")}
-        line += (f", test accuracy {100 * accuracy['litert_int8']:.2f}% (SavedModel: "
-                 f"{100 * accuracy['tensorflow']:.2f}%)")
-    return line
-
-
 def main(argv: Sequence[str]) -> int:
+    """Exports the run's model; the lines are export.export_run's. A model or data problem
+    ends in one error line, through command.run."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    return export_run(FLAGS.model_dir, FLAGS.export_base, FLAGS.version or None,
+    logging.set_verbosity(logging.WARNING)  # SavedModel writing logs each step at INFO
+    export.export_run(FLAGS.model_dir, FLAGS.export_base, FLAGS.version or None,
                       tuple(FLAGS.formats), FLAGS.calibration_images, FLAGS.data_dir,
-                      FLAGS.mnist_path)
+                      FLAGS.mnist_path, log=print)
+    return 0
 
 
 def run():

@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from typing import Sequence
 
 from absl import app, flags
 
-from kerasnets import export, runtimes, serving
+from kerasnets import runtimes, serving
 from kerasnets.cli import command
 
 FLAGS = flags.FLAGS
@@ -75,58 +74,18 @@ def _has_a_version(values) -> bool:
     return True
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A listening socket on host:port; OSError if it cannot be had."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)  # connections wait in the backlog until the server accepts them
-    return sock
-
-
-def serve(model_base: str, model_name: str, host: str, port: int, max_request_bytes: int,
-          poll_seconds: float, batching: bool, runtime: str = "litert",
-          inference: str = "auto") -> int:
-    """Loads the newest version, binds host:port, prints the URL and serves until stopped."""
-    import uvicorn
-
-    from kerasnets import rest_api
-
-    export.tf_logger_quiet()
-    log = lambda line: print(line, flush=True)  # noqa: E731
-    watcher = serving.ModelWatcher(model_base, poll_seconds, log, runtime)
-    watcher.load_first()
-    if watcher.current is None:
-        return command.fail(f"no version under {os.path.abspath(model_base)} could be loaded "
-                            "(see above)")
-    try:
-        sock = listen(host, port)
-    except OSError as e:
-        return command.fail(f"cannot listen on {host}:{port}: {e.strerror}")
-    url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
-    inline = inference == "event_loop" or (inference == "auto" and runtime.startswith("litert"))
-    application = rest_api.create_app(watcher, model_name, max_request_bytes, batching, inline)
-    watcher.start()
-    log(f"kerasnets-serve: {model_name} version {watcher.current.version} ({runtime}) on {url} "
-        f"(REST: {url}/v1/models/{model_name}; draw a digit: {url}/)")
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        log(f"kerasnets-serve: listening on {host}: reachable from other machines, without "
-            "authentication")
-    config = uvicorn.Config(application, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=5)
-    try:
-        uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        watcher.stop()
-    return 0
-
-
 def main(argv: Sequence[str]) -> int:
+    """Serves until stopped; a server that cannot start (rest_api.ServeError) ends in one
+    error line, through command.run. Lines are flushed: a caller waits for the URL."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    return serve(FLAGS.model_base, FLAGS.model_name, FLAGS.host, FLAGS.port,
-                 FLAGS.max_request_bytes, FLAGS.poll_seconds, FLAGS.batching, FLAGS.runtime,
-                 FLAGS.inference)
+    from kerasnets import rest_api  # Starlette: imported once the flags are known good
+
+    rest_api.serve(FLAGS.model_base, FLAGS.host, FLAGS.port, FLAGS.runtime,
+                   model_name=FLAGS.model_name, max_request_bytes=FLAGS.max_request_bytes,
+                   poll_seconds=FLAGS.poll_seconds, batching=FLAGS.batching,
+                   inference=FLAGS.inference, log=lambda line: print(line, flush=True))
+    return 0
 
 
 def run():
