@@ -60,6 +60,12 @@ def finished(out_dir: str, seed: int) -> bool:
     return os.path.isfile(os.path.join(seed_dir(out_dir, seed), "results.json"))
 
 
+def child_data_flags(data_dir: str | None, mnist_path: str | None) -> list[str]:
+    """Where this process reads MNIST, as flags for its kerasnets-train child processes."""
+    return [f"--{name}={value}" for name, value in (("data_dir", data_dir),
+                                                     ("mnist_path", mnist_path)) if value]
+
+
 def train_argv(config: recipe.TrainConfig | None, extra_flags: Sequence[str] = ()) -> list[str]:
     """A kerasnets-train child process that trains exactly `config` (every field as a flag;
     None: the recipe its --recipe in extra_flags names), then reads `extra_flags`."""

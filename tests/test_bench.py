@@ -1,11 +1,14 @@
 """kerasnets-bench: each benchmark runs briefly and reports what its README table shows."""
 
+import inspect
 import json
+import re
 
 import pytest
 
 from conftest import error_lines, run_module
-from kerasnets import recipe
+from kerasnets import recipe, runtimes, seed_sweep
+from kerasnets.bench import run as bench_run, throughput
 
 
 def _json_line(proc):
@@ -13,22 +16,80 @@ def _json_line(proc):
     return json.loads(proc.stdout.splitlines()[-1])
 
 
+def _table(proc) -> str:
+    """What the command printed before its JSON line."""
+    return "\n".join(proc.stdout.splitlines()[:-1])
+
+
 def test_input_bench_reports_every_configuration(real_mnist):
-    out = _json_line(run_module("bench", "--what=input", "--batch_sizes=16,64", "--timed_batches=5",
-                                f"--data_dir={real_mnist[1]}", "--json"))
+    proc = run_module("bench", "--what=input", "--batch_sizes=16,64", "--timed_batches=5",
+                      f"--data_dir={real_mnist[1]}", "--json")
+    out = _json_line(proc)
     assert [(r["augment"], r["batch_size"]) for r in out["results"]] == [
         (False, 16), (False, 64), (True, 16), (True, 64)]
     assert all(r["images"] == 5 * r["batch_size"] and r["images_per_second"] > 0
                for r in out["results"])
+    assert _table(proc) == throughput.format_input_table(out["results"])  # the same rows
+
+
+def test_a_notebook_runs_a_benchmark_with_one_call(real_mnist):
+    """kerasnets.bench.run.bench is what the command calls: rows and the table text, and
+    the keywords left out are the flags' defaults."""
+    rows, table = bench_run.bench("input", recipe.load("smoke"), data_dir=str(real_mnist[1]),
+                                  batch_sizes=[8], timed_batches=2)
+    assert [(r["augment"], r["batch_size"], r["images"]) for r in rows] == [(False, 8, 16),
+                                                                            (True, 8, 16)]
+    assert table == throughput.format_input_table(rows)
+    with pytest.raises(ValueError, match="unknown benchmark 'nope'; the benchmarks are input"):
+        bench_run.bench("nope", recipe.load("smoke"))
+
+
+def test_a_keyword_left_out_means_what_a_flag_left_out_means():
+    """bench()'s keyword defaults are the defaults kerasnets-bench --help shows."""
+    shown = {}
+    for name, body in re.findall(r"^  --(?:\[no\])?(\w+):(.*?)(?=^  --|\Z)",
+                                 run_module("bench", "--help").stdout, re.MULTILINE | re.DOTALL):
+        default = re.search(r"\(default: '([^']*)'\)", " ".join(body.split()))
+        if default:
+            shown[name] = default.group(1)
+    library = {name: p.default for name, p in inspect.signature(bench_run.bench).parameters.items()
+               if p.kind is p.KEYWORD_ONLY}
+    read = {"seeds": lambda v: tuple(seed_sweep.parse_seeds(v)),
+            "concurrency": lambda v: tuple(int(c) for c in v.split(",")),
+            "compare_torch": lambda v: v == "true"}
+    for name in ("timed_batches", "repeats", "batchnorm", "compare_torch", "calls", "seeds",
+                 "requests", "concurrency", "inference"):
+        assert read.get(name, type(library[name]))(shown[name]) == library[name], name
+    # None: the benchmark's own choice, as when the flag is not given
+    assert library["batch_sizes"] is None and library["runtimes"] is None
+    assert shown["batch_sizes"] == ",".join(map(str, bench_run.INPUT_BATCH_SIZES))
+
+
+def test_inference_leaves_out_runtimes_whose_file_a_version_lacks(tmp_path):
+    for runtime in ("tensorflow", "onnx"):
+        (tmp_path / runtimes.FILES[runtime]).write_bytes(b"")
+    said = []
+    assert bench_run.present_runtimes(str(tmp_path), runtimes.RUNTIMES, asked=False,
+                                      log=said.append) == ["tensorflow", "onnx"]
+    assert said == [f"{r}: left out, {tmp_path} has no {runtimes.FILES[r]} (kerasnets-export "
+                    f"--formats=saved_model,...,{r} writes it)" for r in ("litert", "litert_int8")]
+    said.clear()  # asked for by name: all of them, a missing file being the runtime's error
+    assert bench_run.present_runtimes(str(tmp_path), ["onnx", "litert"], asked=True,
+                                      log=said.append) == ["onnx", "litert"] and not said
+    assert seed_sweep.child_data_flags("cache", None) == ["--data_dir=cache"]
+    assert seed_sweep.child_data_flags(None, "m.npz") == ["--mnist_path=m.npz"]
 
 
 def test_train_bench_reports_images_per_second(real_mnist):
-    out = _json_line(run_module("bench", "--what=train", "--model=default", "--batch_size=16",
-                                "--timed_batches=5", "--repeats=1", f"--data_dir={real_mnist[1]}",
-                                "--json"))
+    proc = run_module("bench", "--what=train", "--model=default", "--batch_size=16",
+                      "--timed_batches=5", "--repeats=1", f"--data_dir={real_mnist[1]}", "--json")
+    out = _json_line(proc)
     assert out["what"] == "train" and out["framework"] == "keras" and out["model"] == "default"
+    assert (out["batch_size"], out["steps"]) == (16, 5)  # --batch_size, --timed_batches
     assert out["images_per_second"] > 0 and out["all_images_per_second"] == [
         out["images_per_second"]]
+    assert len(out["results"]) == 1 and out["results"][0]["images_per_second"] == (
+        out["images_per_second"])  # no PyTorch row without --compare_torch
 
 
 def test_inference_bench_reports_every_runtime_side_by_side(real_mnist):
@@ -54,6 +115,7 @@ def test_inference_bench_reports_every_runtime_side_by_side(real_mnist):
     assert rows["litert"]["p50_vs_tensorflow"] == pytest.approx(
         rows["tensorflow"]["p50_ms"] / rows["litert"]["p50_ms"], rel=0.01)
     assert rows["litert_int8"]["bytes"] < rows["litert"]["bytes"] < rows["tensorflow"]["bytes"]
+    assert _table(proc) == throughput.format_inference_table(out["results"], [1, 8])
     assert "keras model(x)" in proc.stdout and "p50 x TF" in proc.stdout
 
 

@@ -128,9 +128,3 @@ def check_seeds_flag(value: str) -> bool:
     except ValueError as e:
         raise flags.ValidationError(f"--seeds: {e}") from None
     return True
-
-
-def data_flag_values(data_dir: str | None, mnist_path: str | None) -> list[str]:
-    """--data_dir/--mnist_path as given, to hand to a kerasnets-train child process."""
-    return [f"--{name}={value}" for name, value in (("data_dir", data_dir),
-                                                     ("mnist_path", mnist_path)) if value]

@@ -3,8 +3,9 @@ draw a digit.
 
 Serves the newest version under --model_base (and switches to newer ones as they
 are exported), run by --runtime (TensorFlow, ONNX Runtime, LiteRT or LiteRT int8:
-the same answers from the version's files), on TensorFlow Serving's paths and
-formats, so a client written for one works with the other:
+the same answers from the version's files; versions without that runtime's file
+are skipped), on TensorFlow Serving's paths and formats, so a client written for
+one works with the other:
 
   GET  /v1/models/mnist                        version status
   GET  /v1/models/mnist/metadata               the signature (its SignatureDef)
@@ -50,9 +51,8 @@ flags.DEFINE_enum("inference", "auto", ["auto", "thread", "event_loop"], "Where 
                   "runs: in a worker thread, or on the event loop (cheaper for a call shorter "
                   "than the hop to the thread); auto: the event loop for the LiteRT runtimes, "
                   "a thread for tensorflow and onnx (docs/serving.md has both measured).")
-flags.DEFINE_enum("runtime", "litert", list(runtimes.RUNTIMES), "What runs each version: its "
-                  "SavedModel (tensorflow), model.onnx (onnx), model.tflite (litert) or "
-                  "model_int8.tflite (litert_int8); versions without that file are skipped.")
+flags.DEFINE_enum("runtime", "litert", list(runtimes.RUNTIMES), "What runs a version: its SavedModel (tensorflow), model.onnx (onnx), "
+                  "model.tflite (litert) or model_int8.tflite (litert_int8).")
 flags.register_validator("model_name", lambda v: bool(_MODEL_NAME.match(v or "")),
                          "--model_name must be letters, digits, '_', '.' or '-'")
 

@@ -27,8 +27,7 @@ recipe_flags.define(FLAGS)
 flags.adopt_module_key_flags(recipe_flags)
 flags.adopt_module_key_flags(data_flags)
 flags.DEFINE_string("seeds", "0-7", "Seeds: a range like 0-7, a list like 1,4,9, or one.")
-flags.DEFINE_string("out_dir", None, "Directory of the seeds' runs and the summary (finished "
-                    "seeds in it are kept and skipped).")
+flags.DEFINE_string("out_dir", None, "Directory of the command's outputs (the files are listed above).")
 flags.DEFINE_integer("jobs", 2, "Seeds trained at once.", lower_bound=1)
 flags.mark_flag_as_required("out_dir")
 flags.register_validator("seeds", command.check_seeds_flag)
@@ -48,7 +47,7 @@ def main(argv: Sequence[str]) -> int:
     summary, failed = seed_sweep.sweep(
         recipe_flags.config(), seed_sweep.parse_seeds(FLAGS.seeds), FLAGS.out_dir, FLAGS.jobs,
         log=lambda line: print(line, flush=True),
-        data_flags=command.data_flag_values(FLAGS.data_dir, FLAGS.mnist_path))
+        data_flags=seed_sweep.child_data_flags(FLAGS.data_dir, FLAGS.mnist_path))
     if summary:
         print(seed_sweep.report(summary, FLAGS.out_dir))
     if failed:

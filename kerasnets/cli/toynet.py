@@ -38,8 +38,9 @@ for _name, _value in zip(backprop.WEIGHT_NAMES, _DEFAULT.weights):
     flags.DEFINE_float(_name, _value, f"Initial weight {_name} (finite).")
 for _name in ("b1", "b2"):
     flags.DEFINE_float(_name, 0.0, f"Bias {_name}, held fixed during training (finite).")
-flags.DEFINE_string("out_dir", None, "Directory to write sweep.csv, lr_sweep.png and backprop.xlsx.")
-flags.DEFINE_bool("overwrite", False, "Replace the files of a non-empty --out_dir.")
+flags.DEFINE_string("out_dir", None, "Directory of the command's outputs (the files are listed above).")
+flags.DEFINE_bool("overwrite", False, "Replace what an earlier run left in the output directory (a kerasnets-train "
+                  "run, partial or finished), instead of refusing; start afresh.")
 flags.DEFINE_bool("log_scale", True, "Plot E_total on a log scale (plot and summary chart).")
 flags.mark_flag_as_required("out_dir")
 

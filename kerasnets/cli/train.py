@@ -27,11 +27,12 @@ FLAGS = flags.FLAGS
 recipe_flags.define(FLAGS)
 flags.adopt_module_key_flags(recipe_flags)
 flags.adopt_module_key_flags(data_flags)
-flags.DEFINE_string("model_dir", None, "Directory for the model, history, results and pictures.")
-flags.DEFINE_bool("overwrite", False, "Start afresh: remove the run in --model_dir, partial or "
-                  "finished (without it, only the same recipe resumes a partial run).")
-flags.DEFINE_string("export_base", None, "Also export the final model as the next SavedModel "
-                    "version under this directory (e.g. savedmodels/mnist; see kerasnets-export).")
+flags.DEFINE_string("model_dir", None, "A kerasnets-train run directory (its recipe.json, model.keras, history, results and "
+                    "pictures).")
+flags.DEFINE_bool("overwrite", False, "Replace what an earlier run left in the output directory (a kerasnets-train "
+                  "run, partial or finished), instead of refusing; start afresh.")
+flags.DEFINE_string("export_base", None, "Directory of numbered SavedModel versions, e.g. savedmodels/mnist: the "
+                    "run's final model is exported as the next one (see kerasnets-export).")
 flags.DEFINE_float("collective_timeout", 120.0, "--strategy=multiworker: seconds a worker "
                    "waits on the others before giving up.", lower_bound=1e-3)
 flags.mark_flag_as_required("model_dir")
