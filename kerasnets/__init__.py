@@ -8,7 +8,7 @@ TensorFlow nor Keras and changes no global setting):
   load_mnist(data_dir, mnist_path)   MNIST offline, like keras.datasets.mnist.load_data()
   TrainConfig, recipe_path(name)     a run's definition; a named recipe's flagfile
   train(config, data, model_dir)     train with resume and write the run's files
-  export_savedmodel(model, base)     the next SavedModel version, for serving
+  export_version(model, base)        the next version (SavedModel, ONNX, LiteRT), for serving
 
 The commands (kerasnets-train, ...) are in kerasnets.cli; see README.md.
 """
@@ -26,7 +26,7 @@ _API = {
     "TrainConfig": "kerasnets.recipe",
     "recipe_path": "kerasnets.recipe",
     "train": "kerasnets.training",
-    "export_savedmodel": "kerasnets.export",
+    "export_version": "kerasnets.export",
 }
 __all__ = sorted(_API)
 

@@ -6,7 +6,7 @@
                          model_int8.tflite                 LiteRT, int8 weights and activations
     savedmodels/<name>/2/...
 
-`export_savedmodel(model, export_base)` writes the next integer version. The
+`export_version(model, export_base)` writes the next integer version. The
 version directory is built aside (a hidden `.export-tmp-*` sibling, which
 TensorFlow Serving ignores because its name is not an integer) and renamed
 into place in one step, so a server watching `export_base` never sees a
@@ -135,8 +135,8 @@ def serving_archive(model):
     return archive
 
 
-def export_savedmodel(model, export_base: str, version: int | None = None,
-                      formats=DEFAULT_FORMATS, calibration_images=None) -> str:
+def export_version(model, export_base: str, version: int | None = None,
+                   formats=DEFAULT_FORMATS, calibration_images=None) -> str:
     """Writes `model` as version `version` (default: next free) of `export_base`, holding
     the SavedModel and the other `formats`; returns its path.
 
@@ -320,7 +320,7 @@ def export_run(model_dir: str, export_base: str, version: int | None = None,
     model = models.load_model(model_path)
     mnist = _mnist_for_int8(formats, data_dir, mnist_path)
     calibration = calibration_sample(mnist[0][0], calibration_images) if mnist else None
-    path = export_savedmodel(model, export_base, version, formats, calibration)
+    path = export_version(model, export_base, version, formats, calibration)
     log(f"exported {model_path} to {path} (signature {SIGNATURE}: "
         f"{INPUT_NAME} uint8 [batch, 28, 28] -> classes int64, probabilities float32)")
     accuracy = int8_accuracy(path, *mnist[1]) if mnist else {}

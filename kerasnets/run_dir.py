@@ -159,5 +159,5 @@ def _train_and_export(config: TrainConfig, model_dir: str, cluster: tuple[int, i
     if export_base:
         export.tf_logger_quiet()
         model = models.load_model(os.path.join(model_dir, "model.keras"))
-        log(f"exported SavedModel {export.export_savedmodel(model, export_base)}")
+        log(f"exported SavedModel {export.export_version(model, export_base)}")
     return results

@@ -54,7 +54,7 @@ def page_server(smoke_run, tmp_path_factory):
     base = os.environ.get("KERASNETS_DRAW_MODEL_BASE")
     if not base:
         base = str(tmp_path_factory.mktemp("page") / "mnist")
-        export.export_savedmodel(kerasnets.load_model(str(smoke_run[0] / "model.keras")), base)
+        export.export_version(kerasnets.load_model(str(smoke_run[0] / "model.keras")), base)
     with bench_serve.running_server(base) as url:
         yield url, base
 

@@ -30,8 +30,8 @@ def exported(smoke_model, tmp_path_factory):
     """The smoke model exported twice into one base: versions 1 and 2."""
     base = tmp_path_factory.mktemp("savedmodels") / "mnist"
     _, model = smoke_model
-    first = export.export_savedmodel(model, str(base))
-    second = export.export_savedmodel(model, str(base))
+    first = export.export_version(model, str(base))
+    second = export.export_version(model, str(base))
     return base, first, second
 
 
@@ -119,7 +119,7 @@ def test_export_never_overwrites_a_version(exported, tmp_path):
     base, first, _ = exported
     before = sorted(os.listdir(os.path.join(first, "variables")))
     with pytest.raises(FileExistsError):
-        export.export_savedmodel(models.build_model("default"), str(base), version=1)
+        export.export_version(models.build_model("default"), str(base), version=1)
     assert sorted(os.listdir(os.path.join(first, "variables"))) == before
 
 
@@ -323,7 +323,7 @@ def _constant_model(digit, p):
 def test_predict_on_an_export_base_uses_its_newest_version(test_images, tmp_path):
     base = tmp_path / "mnist"
     for digit, p in ((3, 0.6), (7, 0.9)):  # version 1, then version 2
-        export.export_savedmodel(_constant_model(digit, p), str(base), formats=("saved_model",))
+        export.export_version(_constant_model(digit, p), str(base), formats=("saved_model",))
     assert export.latest_version_dir(str(base)) == str(base / "2")
     _write(tmp_path / "d.png", test_images[0][0][..., None])
     proc = run_module("predict", f"--model_path={base}", str(tmp_path / "d.png"))
@@ -372,7 +372,7 @@ def test_export_and_predict_refuse_a_foreign_model_and_write_nothing(foreign_mod
     assert error_lines(proc.stderr) == [f"kerasnets-export: error: {path} {FOREIGN_LINE}"]
     assert not base.exists()
     with pytest.raises(models.NotAnMnistModelError):  # the API refuses before writing, too
-        export.export_savedmodel(keras.saving.load_model(path), str(base))
+        export.export_version(keras.saving.load_model(path), str(base))
     assert not base.exists()
     proc = run_module("predict", f"--model_path={path}", "digit.png")
     assert proc.returncode == 1 and proc.stdout == ""
@@ -396,7 +396,7 @@ def test_predict_refuses_a_savedmodel_without_the_mnist_signature(tmp_path):
 def test_a_model_without_a_channel_axis_is_an_mnist_model_too(test_images, tmp_path):
     model = keras.Sequential([keras.Input((28, 28)), keras.layers.Rescaling(1 / 255),
                               keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
-    path = export.export_savedmodel(model, str(tmp_path / "base"))
+    path = export.export_version(model, str(tmp_path / "base"))
     images = test_images[0][:5]
     served = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(images))
     np.testing.assert_allclose(served["probabilities"].numpy(), model.predict(images, verbose=0),

@@ -145,7 +145,7 @@ def test_the_saved_optimizer_state_reloads_under_the_default_policy(mixed_run):
 def test_the_exported_savedmodel_keeps_the_signature_contract(mixed_run, test_images, tmp_path):
     # compile=False: serving needs no optimizer
     model = kerasnets.load_model(str(mixed_run.model_dir / "model.keras"), compile=False)
-    version = export.export_savedmodel(model, str(tmp_path / "mnist"))
+    version = export.export_version(model, str(tmp_path / "mnist"))
     loaded = tf.saved_model.load(version)
     assert export.signature_problem(loaded.signatures) is None
     images, _ = test_images

@@ -20,7 +20,7 @@ def version(smoke_run, real_mnist, tmp_path_factory):
     (x_train, _), _ = real_mnist[0]
     model = kerasnets.load_model(str(smoke_run[0] / "model.keras"))
     base = tmp_path_factory.mktemp("runtimes") / "mnist"
-    return export.export_savedmodel(model, str(base), formats=export.FORMATS,
+    return export.export_version(model, str(base), formats=export.FORMATS,
                                     calibration_images=export.calibration_sample(x_train))
 
 
@@ -132,7 +132,7 @@ def test_export_refuses_impossible_formats_and_writes_nothing(smoke_run, tmp_pat
         assert proc.returncode == 1 and message in lines[0], lines
         assert not (tmp_path / "mnist").exists()
     with pytest.raises(export.ExportFormatError, match="litert_int8 needs calibration images"):
-        export.export_savedmodel(kerasnets.load_model(str(smoke_run[0] / "model.keras")),
+        export.export_version(kerasnets.load_model(str(smoke_run[0] / "model.keras")),
                                  str(tmp_path / "mnist"), formats=("saved_model", "litert_int8"))
     assert not (tmp_path / "mnist").exists()  # refused before anything was written
 

@@ -24,7 +24,7 @@ PREDICT = "/v1/models/mnist:predict"
 def served_base(smoke_run, tmp_path_factory):
     """An export base holding the smoke model as version 1."""
     base = tmp_path_factory.mktemp("served") / "mnist"
-    export.export_savedmodel(kerasnets.load_model(str(smoke_run[0] / "model.keras")), str(base))
+    export.export_version(kerasnets.load_model(str(smoke_run[0] / "model.keras")), str(base))
     return base
 
 
@@ -294,7 +294,7 @@ def test_a_version_exported_under_load_loses_no_request(served_base, digits, tmp
             while len(answers) < 300:  # the load is running
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
-            export.export_savedmodel(models.build_model("wide"), str(base))  # untrained: differs
+            export.export_version(models.build_model("wide"), str(base))  # untrained: differs
             while request(url, "GET", "/v1/models/mnist")[1]["model_version_status"][0][
                     "version"] != "2":
                 assert time.monotonic() < deadline, "version 2 was never served"

@@ -167,7 +167,7 @@ def bench_serve(requests: int, concurrencies: Sequence[int], model_base: str | N
         if model_base is None:
             model_base = os.path.join(scratch, "mnist")
             export.tf_logger_quiet()
-            export.export_savedmodel(models.build_model("default"), model_base,
+            export.export_version(models.build_model("default"), model_base,
                                      formats=export.FORMATS,
                                      calibration_images=export.calibration_sample(mnist[0][0]))
         newest = export.latest_version_dir(model_base)
