@@ -11,12 +11,12 @@ ordinary Keras model, saved and exported exactly as on one machine.
 The cluster comes from the standard TF_CONFIG environment variable; every
 worker runs the same kerasnets-train command. Worker 0 is the chief: only it
 writes the run's files into --model_dir. The other workers keep their
-checkpoints in `<model_dir>/.worker-<i>/` (their own disk on a real cluster),
+backups in `<model_dir>/.worker-<i>/` (their own disk on a real cluster),
 removed when the run ends.
 
 Data: each worker reads its own shard of the training set (example i goes to
 worker i mod n), trimmed so every worker runs the same number of full steps.
-Resume: after each epoch every worker writes a checkpoint (model, optimizer,
+Resume: after each epoch every worker writes a backup (model, optimizer,
 epochs done, history); a job restarted with the same command continues from
 the last one. A lost worker makes the collective ops fail (or time out after
 --collective_timeout seconds): the others stop with an error naming the epoch
@@ -37,11 +37,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasnets import errors, fileio, pipeline, records, recipe, run_dir, training
+from kerasnets import errors, pipeline, records, recipe, run_dir, training
 from kerasnets.recipe import TrainConfig, create_model, select_examples
-
-CHECKPOINT_DIR = "checkpoint"
-
 
 class WorkerLostError(errors.KerasnetsError, RuntimeError):
     """A collective operation failed: a worker stopped or cannot be reached."""
@@ -76,7 +73,7 @@ def cluster_spec() -> tuple[int, int]:
 
 
 def worker_dir(model_dir: str, index: int) -> str:
-    """Where worker `index` keeps its checkpoint: the chief in model_dir, others beside it."""
+    """Where worker `index` keeps its backup: the chief in model_dir, others beside it."""
     return model_dir if index == 0 else os.path.join(model_dir, f".worker-{index}")
 
 
@@ -182,46 +179,60 @@ def _train(config: TrainConfig, data, model_dir: str, strategy,
 
 
 class WorkerState:
-    """A worker's model, optimizer, epochs done and history, checkpointed after each epoch
-    into <work_dir>/backup/checkpoint (restored from there when a job is restarted)."""
+    """A worker's model (under the strategy) and history. After each epoch it is backed up
+    as a single-machine run is (kerasnets.training.write_backup: model.keras with the
+    optimizer's state, and state.json, in <work_dir>/backup/epoch-NNNN/), and a restarted
+    job restores from there: one resume format for both loops."""
 
     def __init__(self, config: TrainConfig, strategy, work_dir: str, steps: int, index: int,
                  log: Callable[[str], None]):
-        self.ckpt_dir = os.path.join(work_dir, run_dir.BACKUP_DIR, CHECKPOINT_DIR)
-        self.history_path = os.path.join(os.path.dirname(self.ckpt_dir), "history.json")
-        os.makedirs(os.path.dirname(self.ckpt_dir), exist_ok=True)
+        self.config, self.work_dir, self.steps = config, work_dir, steps
+        self.backup_dir = os.path.join(work_dir, run_dir.BACKUP_DIR)
         with strategy.scope():
             self.model = create_model(config, steps)
             self.model.optimizer.build(self.model.trainable_variables)
-        self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False)
-        checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer,
-                                         epochs=self.epochs_done)
-        self.manager = tf.train.CheckpointManager(checkpoint, self.ckpt_dir, max_to_keep=1)
         self.history: list[dict] = []
-        if self.manager.latest_checkpoint:
-            checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-            with open(self.history_path) as f:
-                self.history = json.load(f)[:self.first_epoch]
-            log(f"worker {index}: resuming from {self.manager.latest_checkpoint} "
+        backup = training.latest_backup(work_dir)
+        if backup:
+            saved, self.history = training.read_backup(backup)
+            copy_training_state(saved, self.model)
+            log(f"worker {index}: resuming from {backup} "
                 f"(epoch {self.first_epoch} of {config.epochs} done)")
 
     @property
     def first_epoch(self) -> int:
-        return int(self.epochs_done.numpy())
+        return len(self.history)
 
-    def save(self, epoch: int) -> None:
-        """History first, then the checkpoint: a kill in between leaves a history one epoch
-        longer than the checkpoint, which the restore cuts back."""
-        with fileio.atomic_file(self.history_path) as f:
-            json.dump(self.history, f)
-        self.epochs_done.assign(epoch)
-        self.manager.save()  # every worker saves (to its own directory), as TensorFlow requires
+    def save(self) -> None:
+        """The state after the epochs in `history`, as a model outside the strategy (every
+        worker saves its own)."""
+        training.write_backup(self.work_dir, plain_copy(self.config, self.model, self.steps),
+                              self.history)
+
+
+def plain_copy(config: TrainConfig, model: keras.Model, steps: int) -> keras.Model:
+    """`model` (trained under the strategy) as a model outside it, with the optimizer's
+    state (step count, momentum) as the single-machine loop has it: predicting and saving
+    it need no cluster."""
+    copy = create_model(config, steps)
+    copy.optimizer.build(copy.trainable_variables)
+    copy_training_state(model, copy)
+    return copy
+
+
+def copy_training_state(source: keras.Model, target: keras.Model) -> None:
+    """Weights and optimizer variables of `source` into `target`, a model of the same
+    recipe (so the same variables, in the same order)."""
+    target.set_weights(source.get_weights())
+    for mine, theirs in zip(target.optimizer.variables, source.optimizer.variables,
+                            strict=True):
+        mine.assign(theirs.value)
 
 
 def run_epochs(config: TrainConfig, state: WorkerState, strategy, my_data, test_data,
                steps: int, model_dir: str, index: int, log: Callable[[str], None]) -> None:
     """The epochs not yet done: synchronous steps on this worker's shard, a test pass, the
-    history row (chief: its line and TensorBoard scalars), the checkpoint."""
+    history row (chief: its line and TensorBoard scalars), the backup."""
     (my_x, my_y), (x_test, y_test) = my_data, test_data
     first_epoch, augment = state.first_epoch, training.augmentation(config)
 
@@ -244,7 +255,7 @@ def run_epochs(config: TrainConfig, state: WorkerState, strategy, my_data, test_
             raise WorkerLostError(
                 f"worker {index}: lost contact with the cluster in epoch {epoch + 1} "
                 f"({type(e).__name__}); restart every worker with the same command to resume "
-                f"from epoch {epoch} (its checkpoint is in {state.ckpt_dir})") from None
+                f"from epoch {epoch} (its backup is in {state.backup_dir})") from None
         test_loss, test_acc, _ = records.scores(batched(predict, x_test), y_test)
         state.history.append(records.epoch_row(
             epoch + 1, float(loss_sum) / steps, float(correct) / (steps * config.batch_size),
@@ -255,23 +266,17 @@ def run_epochs(config: TrainConfig, state: WorkerState, strategy, my_data, test_
             with summaries.as_default(step=epoch + 1):
                 for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
                     tf.summary.scalar(key, state.history[-1][key])
-        state.save(epoch + 1)
+        state.save()
 
 
 def finish(config: TrainConfig, state: WorkerState, train_data, test_data, steps: int,
            precision: str, strategy, workers: int, model_dir: str,
            log: Callable[[str], None]) -> dict:
-    """The chief's end of the run: the trained model outside the strategy (predict and save
-    need no cluster), with the optimizer's state (step count, momentum) as the
-    single-machine model.keras has it, scored and written like a single-machine run."""
-    final = create_model(config, steps)
-    final.set_weights(state.model.get_weights())
-    final.optimizer.build(final.trainable_variables)
-    for mine, trained in zip(final.optimizer.variables, state.model.optimizer.variables,
-                             strict=True):
-        mine.assign(trained.value)
-    return training.finish_run(config, final, state.history, (train_data, test_data), model_dir,
-                               precision, strategy, log, workers=workers)
+    """The chief's end of the run: the trained model outside the strategy, scored and
+    written like a single-machine run."""
+    return training.finish_run(config, plain_copy(config, state.model, steps), state.history,
+                               (train_data, test_data), model_dir, precision, strategy, log,
+                               workers=workers)
 
 
 def weights_fingerprint(model: keras.Model) -> str:

@@ -15,7 +15,6 @@ the same batches and ends with the same history as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -131,13 +130,12 @@ class EpochRecorder(records.EpochHistory):
         super().on_epoch_end(epoch, logs)
         if len(self.history) == recorded:
             return  # a non-finite loss: NanGuard stops the run, the last backup stays newest
-        write_backup(self.model_dir, self.model, self.history, self.config)
+        write_backup(self.model_dir, self.model, self.history)
         if reached(self.history, self.config.stop_at_accuracy):
             self.model.stop_training = True
 
 
-def write_backup(model_dir: str, model: keras.Model, history: list[dict],
-                 config: TrainConfig) -> None:
+def write_backup(model_dir: str, model: keras.Model, history: list[dict]) -> None:
     """The full training state after len(history) epochs, as one new backup directory
     (built aside and renamed); older backups are removed once it is in place."""
     root = os.path.join(model_dir, BACKUP_DIR)
@@ -146,8 +144,7 @@ def write_backup(model_dir: str, model: keras.Model, history: list[dict],
     with fileio.atomic_output_dir(target) as scratch:
         model.save(os.path.join(scratch, "model.keras"))
         with open(os.path.join(scratch, "state.json"), "w") as f:
-            json.dump(dict(epochs_done=len(history), history=history,
-                           config=dataclasses.asdict(config)), f)
+            json.dump(dict(epochs_done=len(history), history=history), f)
     for old in os.listdir(root):
         if old != os.path.basename(target):
             shutil.rmtree(os.path.join(root, old), ignore_errors=True)
@@ -250,10 +247,17 @@ def restore_or_create(config: TrainConfig, model_dir: str, steps_per_epoch: int,
     backup = latest_backup(model_dir)
     if not backup:
         return create_model(config, steps_per_epoch), []
+    model, history = read_backup(backup)
+    log(f"resuming from {backup} (epoch {len(history)} of {config.epochs} done)")
+    return model, history
+
+
+def read_backup(backup: str) -> tuple[keras.Model, list[dict]]:
+    """(compiled model with its optimizer's state, history) of a backup directory (written
+    by write_backup; the same for both training loops)."""
     with open(os.path.join(backup, "state.json")) as f:
-        state = json.load(f)
-    log(f"resuming from {backup} (epoch {state['epochs_done']} of {config.epochs} done)")
-    return keras.saving.load_model(os.path.join(backup, "model.keras")), state["history"]
+        history = json.load(f)["history"]
+    return keras.saving.load_model(os.path.join(backup, "model.keras")), history
 
 
 def fit(config: TrainConfig, model: keras.Model, history: list[dict], data, model_dir: str,

@@ -106,8 +106,8 @@ def test_multiworker_killed_worker_stops_the_job_and_a_restart_resumes(real_mnis
     procs, _ = start_workers(tmp_path, real_mnist[1], "--epochs=3", "--collective_timeout=30")
     try:
         deadline = time.time() + WORKER_TIMEOUT
-        while not (tmp_path / ".worker-1" / "backup" / "checkpoint" / "checkpoint").exists():
-            assert procs[1].poll() is None and time.time() < deadline, "no epoch-1 checkpoint"
+        while not (tmp_path / ".worker-1" / "backup" / "epoch-0001" / "state.json").exists():
+            assert procs[1].poll() is None and time.time() < deadline, "no epoch-1 backup"
             time.sleep(0.05)
         os.kill(procs[1].pid, signal.SIGKILL)  # worker 1 dies in epoch 2
         killed_at = time.time()
