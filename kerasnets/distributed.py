@@ -143,15 +143,17 @@ def train_multiworker(config: TrainConfig, data, model_dir: str, strategy,
             "promise it); recipe.json and results.json record deterministic: false")
     try:
         run_dir.start(worker_dir(model_dir, cluster_spec()[1]), ran, overwrite, log)
-        return _train(ran, data, model_dir, strategy, log)
+        return _train(ran, data, model_dir, strategy, log, ordered=config.deterministic)
     except (OSError, tf.errors.OpError) as e:  # TensorFlow's writers report the OS's error
         if errors.is_disk_full(e):
             raise errors.disk_full(e, model_dir, "the run's files") from None
         raise
 
 
-def _train(config: TrainConfig, data, model_dir: str, strategy,
-           log: Callable[[str], None]) -> dict | None:
+def _train(config: TrainConfig, data, model_dir: str, strategy, log: Callable[[str], None],
+           ordered: bool) -> dict | None:
+    """`ordered`: the recipe's --deterministic, still honoured by the input pipeline (its
+    order is a function of seed and epoch, so a resumed job sees the same batches)."""
     workers, index = cluster_spec()
     if config.batch_size % strategy.num_replicas_in_sync:
         raise ClusterError(f"--batch_size={config.batch_size} must be divisible by the "
@@ -166,7 +168,7 @@ def _train(config: TrainConfig, data, model_dir: str, strategy,
         work_dir = worker_dir(model_dir, index)
         state = WorkerState(config, strategy, work_dir, steps, index, log)
         run_epochs(config, state, strategy, (my_x, my_y), (x_test, y_test), steps, model_dir,
-                   index, log)
+                   index, log, ordered)
         # Synchronous training: every worker ends with the same weights; each says so.
         history = state.history
         log(f"worker {index}: final weights {weights_fingerprint(state.model)}, "
@@ -192,7 +194,7 @@ class WorkerState:
             self.model = create_model(config, steps)
             self.model.optimizer.build(self.model.trainable_variables)
         self.history: list[dict] = []
-        backup = training.latest_backup(work_dir)
+        backup = run_dir.latest_backup(work_dir)
         if backup:
             saved, self.history = training.read_backup(backup)
             copy_training_state(saved, self.model)
@@ -230,7 +232,8 @@ def copy_training_state(source: keras.Model, target: keras.Model) -> None:
 
 
 def run_epochs(config: TrainConfig, state: WorkerState, strategy, my_data, test_data,
-               steps: int, model_dir: str, index: int, log: Callable[[str], None]) -> None:
+               steps: int, model_dir: str, index: int, log: Callable[[str], None],
+               ordered: bool) -> None:
     """The epochs not yet done: synchronous steps on this worker's shard, a test pass, the
     history row (chief: its line and TensorBoard scalars), the backup."""
     (my_x, my_y), (x_test, y_test) = my_data, test_data
@@ -239,7 +242,7 @@ def run_epochs(config: TrainConfig, state: WorkerState, strategy, my_data, test_
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
         return pipeline.train_dataset(my_x, my_y, context.get_per_replica_batch_size(
             config.batch_size), config.seed + index, augment, first_epoch, config.epochs,
-            config.deterministic)
+            ordered)
 
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     train_steps = make_train_step(strategy, state.model, config.batch_size)

@@ -59,8 +59,9 @@ def plot_digits(images, labels, path_or_file, title: str, predicted=None, column
     save_figure(fig, path_or_file)
 
 
-def plot_curves(history, path_or_file) -> None:
-    """Loss and accuracy per epoch, train and test (rows of history.csv)."""
+def plot_curves(history, path_or_file, target: float | None = None) -> None:
+    """Loss and accuracy per epoch, train and test (rows of history.csv), and the recipe's
+    target accuracy as a dotted line."""
     epochs = [h["epoch"] for h in history]
     nan = float("nan")  # epochs without a test pass (--eval_every) are gaps
     fig, (ax_loss, ax_acc) = subplots(1, 2, figsize=(10, 4))
@@ -72,7 +73,9 @@ def plot_curves(history, path_or_file) -> None:
         ax_acc.plot(epochs, accuracy, marker="o", label=split)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    ax_acc.axhline(99.4, color="gray", linestyle=":", label="99.4%")
+    if target:
+        ax_acc.axhline(100 * target, color="gray", linestyle=":",
+                       label=f"target {100 * target:g}%")
     for ax in (ax_loss, ax_acc):
         ax.grid(True, alpha=0.3)
         ax.legend()

@@ -41,17 +41,48 @@ class RunDirError(errors.KerasnetsError, ValueError):
 
 
 def recorded_recipe(model_dir: str) -> TrainConfig | None:
-    """The recipe the run in `model_dir` recorded when it started, or None if none did."""
+    """The recipe the run in `model_dir` recorded when it started, or None if none did;
+    RunDirError for a file that is not a whole recipe (every field, each allowed)."""
     path = os.path.join(model_dir, RECIPE_FILE)
     if not os.path.isfile(path):
         return None
-    with open(path) as f:
-        values = json.load(f)
     try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+        if not isinstance(values, dict) or set(values) != set(recipe.FIELDS):
+            raise ValueError("it does not name exactly the fields of TrainConfig")
         return TrainConfig(**values)
-    except (TypeError, recipe.ConfigError) as e:
-        raise RunDirError(f"--model_dir: {path} is not a recipe of this version of kerasnets "
-                          f"({e}); start afresh with --overwrite") from None
+    except (OSError, ValueError, TypeError) as e:  # ConfigError, JSON and Unicode errors too
+        raise RunDirError(f"--model_dir: {path} is not a recipe this kerasnets can read ({e}); "
+                          "start afresh with --overwrite") from None
+
+
+def latest_backup(model_dir: str) -> str | None:
+    """The newest complete backup directory of the run in `model_dir` (one written after
+    each epoch by kerasnets.training.write_backup, for both loops), or None."""
+    root = os.path.join(model_dir, BACKUP_DIR)
+    if not os.path.isdir(root):
+        return None
+    done = sorted(d for d in os.listdir(root)
+                  if d.startswith("epoch-") and os.path.isfile(os.path.join(root, d, "state.json")))
+    return os.path.join(root, done[-1]) if done else None
+
+
+def holds_run(model_dir: str) -> bool:
+    """Whether `model_dir` holds a kerasnets-train run (what --overwrite may remove)."""
+    return any(os.path.isfile(os.path.join(model_dir, name))
+               for name in (RECIPE_FILE, "results.json")) or latest_backup(model_dir) is not None
+
+
+def differences_text(old: TrainConfig, new: TrainConfig) -> tuple[str, str] | None:
+    """(each field that differs as `--name old → new`, values as JSON: true, 0.05, "sgd";
+    the flags that give the old values back), or None if none differs."""
+    changed = recipe.differences(old, new)
+    if not changed:
+        return None
+    return (", ".join(f"--{name} {json.dumps(getattr(old, name))} → "
+                      f"{json.dumps(getattr(new, name))}" for name in changed),
+            " ".join(recipe.as_flags(old, changed)))
 
 
 def problem(model_dir: str, config: TrainConfig, overwrite: bool) -> str | None:
@@ -62,30 +93,30 @@ def problem(model_dir: str, config: TrainConfig, overwrite: bool) -> str | None:
     if os.path.isfile(os.path.join(model_dir, "results.json")):
         return (f"--model_dir: {where} holds a finished run; pass --overwrite to replace it, "
                 "or choose another directory")
-    old, new = recorded_recipe(model_dir), recipe.as_run(config)
-    changed = recipe.differences(old, new) if old else []
-    if not changed:
+    old = recorded_recipe(model_dir)
+    if old is None:
+        if latest_backup(model_dir):
+            return (f"--model_dir: {where} holds a partial run whose recipe is unknown (no "
+                    f"{RECIPE_FILE}); start afresh with --overwrite, or choose another directory")
         return None
-    show = lambda value: json.dumps(value)  # noqa: E731  (true, 0.05, "sgd")
-    listed = ", ".join(f"--{name} {show(getattr(old, name))} → {show(getattr(new, name))}"
-                       for name in changed)
-    return (f"--model_dir: {where} holds a run of another recipe ({listed}); resume it with "
-            f"{' '.join(recipe.as_flags(old, changed))}, or start afresh with --overwrite")
+    changed = differences_text(old, recipe.as_run(config))
+    return changed and (f"--model_dir: {where} holds a run of another recipe ({changed[0]}); "
+                        f"resume it with {changed[1]}, or start afresh with --overwrite")
 
 
 def start(model_dir: str, config: TrainConfig, overwrite: bool,
           log: Callable[[str], None] = print) -> None:
     """Makes `model_dir` ready for `config`: refuses it (RunDirError) as `problem()` says,
-    removes an earlier run with `overwrite`, and records the recipe."""
+    removes an earlier run with `overwrite` (only a directory holding one: a user's own
+    files are never taken for a run's), and records the recipe."""
     reason = problem(model_dir, config, overwrite)
     if reason:
         raise RunDirError(reason)
-    if overwrite:
+    if overwrite and os.path.isdir(model_dir) and holds_run(model_dir):
         removed = [name for name in RUN_FILES if remove(os.path.join(model_dir, name))]
-        if removed:
-            log(f"--overwrite: removed the earlier run's {', '.join(removed)} from {model_dir}")
+        log(f"--overwrite: removed the earlier run's {', '.join(removed)} from {model_dir}")
     os.makedirs(model_dir, exist_ok=True)
-    if recorded_recipe(model_dir) is None:
+    if not os.path.isfile(os.path.join(model_dir, RECIPE_FILE)):
         with fileio.atomic_file(os.path.join(model_dir, RECIPE_FILE)) as f:
             json.dump(dataclasses.asdict(recipe.as_run(config)), f, indent=2)
 
@@ -123,7 +154,10 @@ def train_and_export(config: TrainConfig, model_dir: str, data_dir: str | None =
             lock_dir = distributed.worker_dir(model_dir, cluster[1])
     try:
         with fileio.exclusive_directory(lock_dir, lock_owner("kerasnets-train"), LOCK_FILE):
-            reason = problem(lock_dir, config, overwrite)  # before anything loads
+            # before anything loads; another worker also reads the chief's directory, where
+            # it shares it, so a finished job is refused by every worker, not only the chief
+            reason = problem(lock_dir, config, overwrite) or (
+                lock_dir != model_dir and problem(model_dir, config, overwrite))
             if reason:
                 raise RunDirError(reason)
             return _train_and_export(config, model_dir, cluster, data_dir, mnist_path,
@@ -159,5 +193,5 @@ def _train_and_export(config: TrainConfig, model_dir: str, cluster: tuple[int, i
     if export_base:
         export.tf_logger_quiet()
         model = models.load_model(os.path.join(model_dir, "model.keras"))
-        log(f"exported SavedModel {export.export_version(model, export_base)}")
+        log(f"exported version {export.export_version(model, export_base)}")
     return results

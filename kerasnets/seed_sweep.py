@@ -27,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
-from kerasnets import fileio, recipe
+from kerasnets import fileio, recipe, run_dir
 
 SUMMARY_COLUMNS = ("seed", "last_three", "last_three_min", "best", "final", "first_epoch_at_target",
                    "seconds", "meets_target")
@@ -164,9 +164,28 @@ def sweep(config: recipe.TrainConfig, seeds: Sequence[int], out_dir: str, jobs: 
         raise fileio.DirectoryInUseError(f"--out_dir: {e}") from None
 
 
+def other_recipe(out_dir: str, seed: int, config: recipe.TrainConfig) -> str | None:
+    """Why the finished seed `seed` in out_dir cannot join a sweep of `config` (it ran
+    another recipe, or one this version cannot read), or None if it can."""
+    with open(os.path.join(seed_dir(out_dir, seed), "results.json")) as f:
+        ran = json.load(f).get("flags")
+    wanted = recipe.as_run(dataclasses.replace(config, seed=seed))
+    where = f"--out_dir: {seed_dir(out_dir, seed)} holds a finished run of"
+    try:
+        changed = run_dir.differences_text(recipe.TrainConfig(**ran), wanted)
+    except (TypeError, ValueError):
+        return f"{where} a recipe this kerasnets cannot read; choose another --out_dir"
+    return changed and (f"{where} another recipe ({changed[0]}); sweep with {changed[1]}, or "
+                        "choose another --out_dir")
+
+
 def _sweep(config: recipe.TrainConfig, seeds: Sequence[int], out_dir: str, jobs: int,
            log, data_flags: Sequence[str]) -> tuple[dict | None, list[int]]:
     target = config.target
+    for seed in seeds:  # a summary mixing two recipes would say what neither ran
+        reason = finished(out_dir, seed) and other_recipe(out_dir, seed, config)
+        if reason:
+            raise run_dir.RunDirError(reason)
     todo = [s for s in seeds if not finished(out_dir, s)]
     for s in seeds:
         if s not in todo:

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasnets import errors, fileio, pipeline, records, run_dir
+from kerasnets import errors, fileio, pipeline, recipe, records, run_dir
 from kerasnets.recipe import (TrainConfig, augmented_epochs, create_model, reaches,
                               select_examples)
 from kerasnets.run_dir import BACKUP_DIR
@@ -107,15 +107,6 @@ def augmentation(config: TrainConfig) -> pipeline.Augment | None:
 
 # --- resume state -------------------------------------------------------------------
 
-def latest_backup(model_dir: str) -> str | None:
-    root = os.path.join(model_dir, BACKUP_DIR)
-    if not os.path.isdir(root):
-        return None
-    done = sorted(d for d in os.listdir(root)
-                  if d.startswith("epoch-") and os.path.isfile(os.path.join(root, d, "state.json")))
-    return os.path.join(root, done[-1]) if done else None
-
-
 class EpochRecorder(records.EpochHistory):
     """After each epoch: the history row and line (records.EpochHistory), a complete
     backup, and the stop once --stop_at_accuracy is reached."""
@@ -150,12 +141,12 @@ def write_backup(model_dir: str, model: keras.Model, history: list[dict]) -> Non
             shutil.rmtree(os.path.join(root, old), ignore_errors=True)
 
 
-def reached(history: list[dict], target: float) -> bool:
-    """Whether a --stop_at_accuracy target (0 = none) was met by the last epoch in `history`:
+def reached(history: list[dict], stop_at: float) -> bool:
+    """Whether a --stop_at_accuracy level (0 = none) was met by the last epoch in `history`:
     EpochRecorder then stops the run, and a run resumed after it stopped there trains no
     further."""
     last = history[-1]["test_accuracy"] if history else None
-    return bool(target) and last is not None and reaches(last, target)
+    return bool(stop_at) and last is not None and reaches(last, stop_at)
 
 
 class NanGuard(keras.callbacks.Callback):
@@ -189,6 +180,10 @@ def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] 
     same command resumes from it once space is freed). Process-wide settings: see
     run_settings().
     """
+    if config.strategy == "multiworker":
+        raise recipe.ConfigError("--strategy=multiworker trains through "
+                                 "kerasnets.distributed.train_multiworker (kerasnets-train "
+                                 "calls it), not kerasnets.train", ("strategy",))
     try:
         run_dir.start(model_dir, config, overwrite, log)
         with run_settings(config) as precision:
@@ -244,7 +239,7 @@ def finish_run(config: TrainConfig, model: keras.Model, history: list[dict], dat
 def restore_or_create(config: TrainConfig, model_dir: str, steps_per_epoch: int,
                       log: Callable[[str], None]) -> tuple[keras.Model, list[dict]]:
     """(model, history so far): from the newest backup in model_dir, or a fresh model."""
-    backup = latest_backup(model_dir)
+    backup = run_dir.latest_backup(model_dir)
     if not backup:
         return create_model(config, steps_per_epoch), []
     model, history = read_backup(backup)
@@ -307,7 +302,7 @@ def write_outputs(model_dir: str, model: keras.Model, history: list[dict], resul
         f.write(",".join(columns) + "\n")
         for row in history:
             f.write(",".join(repr(row[c]) for c in columns) + "\n")
-    for name, draw in (("curves.png", lambda p: plots.plot_curves(history, p)),
+    for name, draw in (("curves.png", lambda p: plots.plot_curves(history, p, results["target"])),
                        ("misclassified.png", lambda p: plots.plot_misclassified(
                            x_test, y_test, predicted, p)),
                        ("confusion.png", lambda p: plots.plot_confusion(y_test, predicted, p))):

@@ -102,8 +102,8 @@ def run(main: Callable[[list[str]], int], module_name: str,
     """Console-script entry point of the command defined in module `module_name`."""
     _describe_command(module_name)
     name = named_recipe(sys.argv, default_recipe)
-    if name in recipe.names() + recipe.names("toynet"):  # an unknown one: absl's enum check
-        use_recipe(flags.FLAGS, name)
+    if RECIPE_FLAG in flags.FLAGS and name in flags.FLAGS[RECIPE_FLAG].parser.enum_values:
+        use_recipe(flags.FLAGS, name)  # another name (or a command without recipes): absl says
     app.run(with_error_exit(main), argv=sys.argv)
 
 

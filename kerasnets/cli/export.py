@@ -30,8 +30,8 @@ flags.adopt_module_key_flags(data_flags)  # MNIST for litert_int8's calibration 
 
 flags.DEFINE_string("model_dir", None, "A kerasnets-train run directory (its recipe.json, model.keras, history, results and "
                     "pictures).")
-flags.DEFINE_string("export_base", None, "Directory of numbered SavedModel versions, e.g. savedmodels/mnist: the "
-                    "run's final model is exported as the next one (see kerasnets-export).")
+flags.DEFINE_string("export_base", None, "Directory of numbered versions (each a SavedModel with the other formats beside "
+                    "it), e.g. savedmodels/mnist: the run's final model is exported into it.")
 flags.DEFINE_integer("version", 0, "Version to write (0 = next free; existing ones are "
                      "never overwritten).", lower_bound=0)
 flags.DEFINE_list("formats", list(export.DEFAULT_FORMATS), "What the version holds, beside "

@@ -17,6 +17,7 @@ from __future__ import annotations
 from absl import flags
 
 from kerasnets import recipe
+from kerasnets.cli import command
 
 FLAGS = flags.FLAGS
 
@@ -56,7 +57,7 @@ _HELP = {
 }
 _DEFAULTS = recipe.TrainConfig()
 RECIPE_HELP = ("The recipe (flags/NAME.flags): its values are the defaults of the flags below, "
-               "and a flag given overrides it.")  # kerasnets-toynet's --recipe says the same
+               "and a flag given overrides it.")  # kerasnets-toynet's --recipe too
 
 
 def define(fv: flags.FlagValues) -> None:
@@ -103,7 +104,6 @@ def _check_combination(fv: flags.FlagValues) -> bool:
     return True
 
 
-
 def config(fv: flags.FlagValues = FLAGS) -> recipe.TrainConfig:
     """The parsed recipe flags as a TrainConfig (recipe.ConfigError if it cannot run)."""
     return recipe.TrainConfig(**{name: fv[name].value for name in recipe.FIELDS})
@@ -112,8 +112,6 @@ def config(fv: flags.FlagValues = FLAGS) -> recipe.TrainConfig:
 def read(name: str, *overrides: str) -> recipe.TrainConfig:
     """Recipe `name` (then `overrides`, flags such as "--seed=3") as kerasnets-train reads
     it, through these flags and validators, leaving absl's global FLAGS alone."""
-    from kerasnets.cli import command
-
     fv = flags.FlagValues()
     define(fv)
     command.use_recipe(fv, name)

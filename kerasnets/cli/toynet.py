@@ -18,15 +18,14 @@ from typing import Sequence
 from absl import app, flags
 
 from kerasnets import backprop, fileio, recipe, workbench
-from kerasnets.cli import command
+from kerasnets.cli import command, recipe_flags
 
 FLAGS = flags.FLAGS
 MAX_STEPS = 100_000
 _DEFAULT = backprop.ToyNet()
 
 flags.DEFINE_enum("recipe", "toynet", list(recipe.names("toynet")),
-                  "The recipe (flags/NAME.flags): its values are the defaults of the flags below, "
-                  "and a flag given overrides it.")
+                  recipe_flags.RECIPE_HELP)
 flags.DEFINE_list("lrs", ["0.1", "0.2", "0.5", "0.8", "1.0", "2.0"],
                   "Comma-separated learning rates, each finite and > 0, no repeats.")
 flags.DEFINE_integer("steps", 100, f"Gradient-descent updates per learning rate (1..{MAX_STEPS}).")
@@ -39,8 +38,8 @@ for _name, _value in zip(backprop.WEIGHT_NAMES, _DEFAULT.weights):
 for _name in ("b1", "b2"):
     flags.DEFINE_float(_name, 0.0, f"Bias {_name}, held fixed during training (finite).")
 flags.DEFINE_string("out_dir", None, "Directory of the command's outputs (the files are listed above).")
-flags.DEFINE_bool("overwrite", False, "Replace what an earlier run left in the output directory (a kerasnets-train "
-                  "run, partial or finished), instead of refusing; start afresh.")
+flags.DEFINE_bool("overwrite", False, "Start afresh: replace what an earlier run of the command left in the output "
+                  "directory instead of refusing.")
 flags.DEFINE_bool("log_scale", True, "Plot E_total on a log scale (plot and summary chart).")
 flags.mark_flag_as_required("out_dir")
 

@@ -6,8 +6,8 @@ writes recipe.json (at the start), model.keras, history.csv, results.json,
 curves.png, misclassified.png, confusion.png and tensorboard/ into --model_dir.
 A run killed part-way and started again with the same recipe resumes from its
 last completed epoch; started with another recipe it is refused, naming each
-difference (--overwrite starts afresh). --export_base also exports the final
-model as the next SavedModel version.
+difference (--overwrite starts afresh, from a partial or a finished run).
+--export_base also exports the final model as the next version (kerasnets-export).
 
   kerasnets-train --recipe=fast --model_dir=runs/fast
   kerasnets-train --recipe=default --seed=3 --model_dir=runs/default-3
@@ -29,10 +29,10 @@ flags.adopt_module_key_flags(recipe_flags)
 flags.adopt_module_key_flags(data_flags)
 flags.DEFINE_string("model_dir", None, "A kerasnets-train run directory (its recipe.json, model.keras, history, results and "
                     "pictures).")
-flags.DEFINE_bool("overwrite", False, "Replace what an earlier run left in the output directory (a kerasnets-train "
-                  "run, partial or finished), instead of refusing; start afresh.")
-flags.DEFINE_string("export_base", None, "Directory of numbered SavedModel versions, e.g. savedmodels/mnist: the "
-                    "run's final model is exported as the next one (see kerasnets-export).")
+flags.DEFINE_bool("overwrite", False, "Start afresh: replace what an earlier run of the command left in the output "
+                  "directory instead of refusing.")
+flags.DEFINE_string("export_base", None, "Directory of numbered versions (each a SavedModel with the other formats beside "
+                    "it), e.g. savedmodels/mnist: the run's final model is exported into it.")
 flags.DEFINE_float("collective_timeout", 120.0, "--strategy=multiworker: seconds a worker "
                    "waits on the others before giving up.", lower_bound=1e-3)
 flags.mark_flag_as_required("model_dir")
