@@ -146,6 +146,33 @@ def load_classifier(path: str, runtime: str = "tensorflow") -> Callable[[np.ndar
         model(images[..., None] if channel else images, training=False), np.float32)
 
 
+def classify_files(classify: Callable[[np.ndarray], np.ndarray],
+                   paths: list[str]) -> list[np.ndarray | Exception]:
+    """Each image file brought to MNIST's form (kerasnets.images) and classified, all in one
+    batch: per file its probabilities, or the images.ImageError that stopped it (the
+    others are still classified)."""
+    from kerasnets import images
+
+    prepared: list = []
+    for path in paths:
+        try:
+            prepared.append(images.to_mnist(images.load_image(path)))
+        except images.ImageError as e:
+            prepared.append(e)
+    good = [p for p in prepared if not isinstance(p, images.ImageError)]
+    probabilities = iter(classify(np.stack(good)) if good else [])
+    return [p if isinstance(p, images.ImageError) else next(probabilities) for p in prepared]
+
+
+def format_prediction(path: str, probabilities: np.ndarray, top_k: int = 1) -> str:
+    """`path: digit (p=...)`, or the top_k digits with their probabilities."""
+    order = np.argsort(-probabilities)[:top_k]
+    if top_k == 1:
+        return f"{path}: {order[0]} (p={probabilities[order[0]]:.4f})"
+    ranked = "  ".join(f"{d}:{probabilities[d]:.4f}" for d in order)
+    return f"{path}: {ranked}"
+
+
 def model_problem(path: str) -> str | None:
     """Why `path` is not something load_classifier() takes, or None."""
     if os.path.isfile(path):

@@ -14,10 +14,8 @@ is 1 if any failed.
 
 from __future__ import annotations
 
-import sys
 from typing import Sequence
 
-import numpy as np
 from absl import app, flags
 
 from kerasnets import images, runtimes, serving
@@ -41,34 +39,6 @@ def _model_exists(value) -> bool:
     return True
 
 
-def format_prediction(path: str, probabilities: np.ndarray, top_k: int) -> str:
-    """`path: digit (p=...)`, or the top_k digits with their probabilities."""
-    order = np.argsort(-probabilities)[:top_k]
-    if top_k == 1:
-        return f"{path}: {order[0]} (p={probabilities[order[0]]:.4f})"
-    ranked = "  ".join(f"{d}:{probabilities[d]:.4f}" for d in order)
-    return f"{path}: {ranked}"
-
-
-def predict_files(paths: Sequence[str], classify, top_k: int = 1,
-                  out=sys.stdout, err=sys.stderr) -> int:
-    """Prints one line per file, in order; returns the number of files that failed."""
-    prepared: list[np.ndarray | images.ImageError] = []
-    for path in paths:
-        try:
-            prepared.append(images.to_mnist(images.load_image(path)))
-        except images.ImageError as e:
-            prepared.append(e)
-    good = [p for p in prepared if not isinstance(p, images.ImageError)]
-    probabilities = iter(classify(np.stack(good)) if good else [])
-    for path, item in zip(paths, prepared):
-        if isinstance(item, images.ImageError):
-            print(f"{command.program_name()}: error: {path}: {item}", file=err, flush=True)
-        else:
-            print(format_prediction(path, next(probabilities), top_k), file=out, flush=True)
-    return sum(isinstance(p, images.ImageError) for p in prepared)
-
-
 def predict_command(model_path: str, paths: Sequence[str], top_k: int, runtime: str) -> int:
     """Loads the model and predicts every file; exit status 1 if any file failed."""
     from kerasnets import models
@@ -80,7 +50,13 @@ def predict_command(model_path: str, paths: Sequence[str], top_k: int, runtime: 
         return command.fail(f"--model_path: {e}")
     if top_k > 1:
         print(f"file: digit:probability for the {top_k} most likely digits")
-    return 1 if predict_files(paths, classify, top_k) else 0
+    results = serving.classify_files(classify, paths)
+    for path, result in zip(paths, results):
+        if isinstance(result, images.ImageError):
+            command.fail(f"{path}: {result}")
+        else:
+            print(serving.format_prediction(path, result, top_k), flush=True)
+    return 1 if any(isinstance(r, images.ImageError) for r in results) else 0
 
 
 def main(argv: Sequence[str]) -> int:
