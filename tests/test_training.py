@@ -341,7 +341,22 @@ def test_stop_at_accuracy_cuts_the_run_short_at_the_first_epoch_there(smoke_run,
     assert results["first_epoch_at_target"] is None  # 0.90: not by epoch 1
     assert (f"stopped after epoch 1 of 2: test accuracy {100 * first:.2f}% reached "
             "--stop_at_accuracy") in lines
-    # a run resumed from a backup that already met its target trains no further
+    # a run that stops at its level and is killed before its end resumes to that end: it
+    # trains no further (the crash comes after epoch 1's backup is written)
+    class _CrashAfterEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt("killed")
+
+    crashed = tmp_path / "crashed"
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config, real_mnist[0], str(crashed), log=lambda line: None, verbose=0,
+                       extra_callbacks=[_CrashAfterEpoch()])
+    assert (crashed / "backup" / "epoch-0001").is_dir() and not (crashed / "results.json").exists()
+    resumed_lines = []
+    resumed = training.train(config, real_mnist[0], str(crashed), log=resumed_lines.append,
+                             verbose=0)
+    assert resumed["epochs"] == 1 and resumed["test_accuracy"] == results["test_accuracy"]
+    assert not any(line.startswith("Test set:") for line in resumed_lines)  # no epoch trained
     # (plain inputs to the function, not a run's figures)
     assert training.reached([{"test_accuracy": 0.771}], 0.75)
     assert not training.reached([{"test_accuracy": 0.771}], 0.0)  # 0: no target
