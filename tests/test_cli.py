@@ -5,6 +5,8 @@ import dataclasses
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 from conftest import COMMANDS, REPO, error_lines, run_module
@@ -45,6 +47,26 @@ def test_help_describes_the_command_and_lists_its_flags(help_texts, name):
 # Shared flags whose default is each command's own: the recipe it runs without --recipe,
 # sweep's 8 seeds against bench's 5, serve's export base and runtime against predict's.
 OWN_DEFAULTS = ("recipe", "seeds", "model_base", "runtime")
+
+
+_HELP_ONLY = """
+import sys
+from kerasnets.cli import {command}
+sys.argv = ["kerasnets-{command}", "--help"]
+try:
+    {command}.run()
+except SystemExit:
+    pass
+print(sorted(m for m in ("tensorflow", "keras", "onnxruntime", "ai_edge_litert") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_starts_without_tensorflow_keras_or_a_runtime(name):
+    proc = subprocess.run([sys.executable, "-c", _HELP_ONLY.format(command=name)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stdout.startswith(f"kerasnets-{name}: "), proc.stderr[-2000:]
+    assert proc.stdout.splitlines()[-1] == "[]", proc.stdout.splitlines()[-1]
 
 
 def test_a_flag_name_means_one_thing_in_every_command(help_texts):

@@ -17,12 +17,12 @@ from typing import Sequence
 
 from absl import app, flags
 
-from kerasnets import backprop, fileio, recipe, workbench
+from kerasnets import fileio, recipe, toynet as setting
 from kerasnets.cli import command, recipe_flags
 
 FLAGS = flags.FLAGS
 MAX_STEPS = 100_000
-_DEFAULT = backprop.ToyNet()
+_DEFAULT = setting.ToyNet()
 
 flags.DEFINE_enum("recipe", "toynet", list(recipe.names("toynet")),
                   recipe_flags.RECIPE_HELP)
@@ -33,7 +33,7 @@ for _name in ("i1", "i2"):
     flags.DEFINE_float(_name, getattr(_DEFAULT, _name), f"Input {_name} (finite).")
 for _name in ("t1", "t2"):
     flags.DEFINE_float(_name, getattr(_DEFAULT, _name), f"Target {_name}, in the open interval (0, 1).")
-for _name, _value in zip(backprop.WEIGHT_NAMES, _DEFAULT.weights):
+for _name, _value in zip(setting.WEIGHT_NAMES, _DEFAULT.weights):
     flags.DEFINE_float(_name, _value, f"Initial weight {_name} (finite).")
 for _name in ("b1", "b2"):
     flags.DEFINE_float(_name, 0.0, f"Bias {_name}, held fixed during training (finite).")
@@ -75,7 +75,7 @@ for _name in ("t1", "t2"):
     flags.register_validator(
         _name, lambda v: v is not None and 0.0 < v < 1.0,
         f"--{_name} must be in the open interval (0, 1): a sigmoid output never reaches 0 or 1")
-for _name in ("i1", "i2", "b1", "b2") + backprop.WEIGHT_NAMES:
+for _name in ("i1", "i2", "b1", "b2") + setting.WEIGHT_NAMES:
     flags.register_validator(_name, lambda v: v is not None and math.isfinite(v),
                              f"--{_name} must be a finite number")
 
@@ -88,13 +88,15 @@ def _check_out_dir(values) -> bool:
     return True
 
 
-def toynet(out_dir: str, net: backprop.ToyNet, lrs: Sequence[float], steps: int,
+def toynet(out_dir: str, net: setting.ToyNet, lrs: Sequence[float], steps: int,
            log_scale: bool) -> int:
     """Runs the workbench and prints its table and files."""
+    from kerasnets import workbench  # TensorFlow: loaded once the flags are known good
+
     runs = workbench.run_workbench(out_dir, net, lrs, steps, log_scale)
     print(workbench.format_table(runs))
     print(f"hand-derived gradients = tf.GradientTape at every step (relative difference "
-          f"<= {backprop.GRADIENT_RTOL:g})")
+          f"<= {setting.GRADIENT_RTOL:g})")
     for name in ("sweep.csv", "lr_sweep.png", "backprop.xlsx"):
         print(f"wrote {os.path.join(os.path.abspath(out_dir), name)}")
     return 0
@@ -103,8 +105,8 @@ def toynet(out_dir: str, net: backprop.ToyNet, lrs: Sequence[float], steps: int,
 def main(argv: Sequence[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    net = backprop.ToyNet(i1=FLAGS.i1, i2=FLAGS.i2, t1=FLAGS.t1, t2=FLAGS.t2, b1=FLAGS.b1,
-                          b2=FLAGS.b2, weights=tuple(FLAGS[w].value for w in backprop.WEIGHT_NAMES))
+    net = setting.ToyNet(i1=FLAGS.i1, i2=FLAGS.i2, t1=FLAGS.t1, t2=FLAGS.t2, b1=FLAGS.b1,
+                          b2=FLAGS.b2, weights=tuple(FLAGS[w].value for w in setting.WEIGHT_NAMES))
     return toynet(FLAGS.out_dir, net, parse_lrs(FLAGS.lrs), FLAGS.steps, FLAGS.log_scale)
 
 
