@@ -21,7 +21,7 @@ def version(smoke_run, real_mnist, tmp_path_factory):
     model = kerasnets.load_model(str(smoke_run[0] / "model.keras"))
     base = tmp_path_factory.mktemp("runtimes") / "mnist"
     return export.export_version(model, str(base), formats=export.FORMATS,
-                                    calibration_images=export.calibration_sample(x_train))
+                                 calibration_images=export.calibration_sample(x_train))
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,7 @@ def test_export_refuses_impossible_formats_and_writes_nothing(smoke_run, tmp_pat
         assert not (tmp_path / "mnist").exists()
     with pytest.raises(export.ExportFormatError, match="litert_int8 needs calibration images"):
         export.export_version(kerasnets.load_model(str(smoke_run[0] / "model.keras")),
-                                 str(tmp_path / "mnist"), formats=("saved_model", "litert_int8"))
+                              str(tmp_path / "mnist"), formats=("saved_model", "litert_int8"))
     assert not (tmp_path / "mnist").exists()  # refused before anything was written
 
 

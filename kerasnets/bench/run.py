@@ -148,8 +148,8 @@ def inference_version(model_base: str | None, model_name: str, batch_norm_class:
         return version, None
     model = models.build_model(model_name, batch_norm_class)
     version = export.export_version(model, os.path.join(scratch, "mnist"),
-                                       formats=export.FORMATS,
-                                       calibration_images=export.calibration_sample(mnist[0][0]))
+                                    formats=export.FORMATS,
+                                    calibration_images=export.calibration_sample(mnist[0][0]))
     return version, model
 
 

@@ -168,8 +168,8 @@ def bench_serve(requests: int, concurrencies: Sequence[int], model_base: str | N
             model_base = os.path.join(scratch, "mnist")
             export.tf_logger_quiet()
             export.export_version(models.build_model("default"), model_base,
-                                     formats=export.FORMATS,
-                                     calibration_images=export.calibration_sample(mnist[0][0]))
+                                  formats=export.FORMATS,
+                                  calibration_images=export.calibration_sample(mnist[0][0]))
         newest = export.latest_version_dir(model_base)
         for runtime in runtimes:
             if not serving.complete_versions(model_base, runtime):
