@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from typing import Iterator
 
 from kerasnets.errors import KerasnetsError
@@ -100,13 +101,15 @@ class DirectoryInUseError(KerasnetsError, RuntimeError):
 
 
 @contextlib.contextmanager
-def exclusive_directory(path: str, owner: str, lock_name: str = ".lock") -> Iterator[None]:
+def exclusive_directory(path: str, command: str, lock_name: str = ".lock",
+                        flag: str | None = None) -> Iterator[None]:
     """Holds an OS-level lock on `path` (created if missing) for the duration of the block.
 
     The lock is `fcntl.flock` on `<path>/<lock_name>`: the kernel releases it when the
     holder exits in any way (kill -9 included), so a stale lock file never blocks a
     later run. A second process is refused at once with DirectoryInUseError naming
-    the holder (`owner` and process id, as the holder wrote them into the file).
+    the holder (the `command`, when it started and its process id, as the holder wrote
+    them into the file), the message led by `flag` (the option naming `path`) if given.
     The lock file stays (removing it would race with a process about to lock it).
     """
     import fcntl
@@ -120,10 +123,11 @@ def exclusive_directory(path: str, owner: str, lock_name: str = ".lock") -> Iter
         except BlockingIOError:
             holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
             raise DirectoryInUseError(
-                f"{os.path.abspath(path)} is in use by {holder}; wait for it to finish or "
-                "choose another directory") from None
+                f"{flag + ': ' if flag else ''}{os.path.abspath(path)} is in use by {holder}; "
+                "wait for it to finish or choose another directory") from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{owner} (pid {os.getpid()})\n".encode(), 0)
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.pwrite(fd, f"{command} (started {started}) (pid {os.getpid()})\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # releases the lock

@@ -22,7 +22,6 @@ import dataclasses
 import json
 import os
 import shutil
-import time
 from typing import Callable
 
 from kerasnets import errors, fileio, recipe
@@ -132,11 +131,6 @@ def remove(path: str) -> bool:
     return True
 
 
-def lock_owner(command: str) -> str:
-    """What the lock file says about its holder."""
-    return f"{command} (started {time.strftime('%Y-%m-%d %H:%M:%S')})"
-
-
 def train_and_export(config: TrainConfig, model_dir: str, data_dir: str | None = None,
                      mnist_path: str | None = None, overwrite: bool = False,
                      export_base: str | None = None, collective_timeout: float = 120.0,
@@ -152,18 +146,15 @@ def train_and_export(config: TrainConfig, model_dir: str, data_dir: str | None =
         cluster = distributed.cluster_spec()
         if cluster[1]:  # a non-chief worker works in its own subdirectory
             lock_dir = distributed.worker_dir(model_dir, cluster[1])
-    try:
-        with fileio.exclusive_directory(lock_dir, lock_owner("kerasnets-train"), LOCK_FILE):
-            # before anything loads; another worker also reads the chief's directory, where
-            # it shares it, so a finished job is refused by every worker, not only the chief
-            reason = problem(lock_dir, config, overwrite) or (
-                lock_dir != model_dir and problem(model_dir, config, overwrite))
-            if reason:
-                raise RunDirError(reason)
-            return _train_and_export(config, model_dir, cluster, data_dir, mnist_path,
-                                     overwrite, export_base, collective_timeout, log)
-    except fileio.DirectoryInUseError as e:
-        raise fileio.DirectoryInUseError(f"--model_dir: {e}") from None
+    with fileio.exclusive_directory(lock_dir, "kerasnets-train", LOCK_FILE, "--model_dir"):
+        # before anything loads; another worker also reads the chief's directory, where it
+        # shares it, so a finished job is refused by every worker, not only the chief
+        reason = problem(lock_dir, config, overwrite) or (
+            lock_dir != model_dir and problem(model_dir, config, overwrite))
+        if reason:
+            raise RunDirError(reason)
+        return _train_and_export(config, model_dir, cluster, data_dir, mnist_path, overwrite,
+                                 export_base, collective_timeout, log)
 
 
 def _train_and_export(config: TrainConfig, model_dir: str, cluster: tuple[int, int] | None,

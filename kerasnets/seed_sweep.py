@@ -23,7 +23,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
@@ -155,13 +154,8 @@ def sweep(config: recipe.TrainConfig, seeds: Sequence[int], out_dir: str, jobs: 
     """Holds out_dir (a second sweep on it is refused: fileio.DirectoryInUseError), trains
     every unfinished seed (`jobs` at a time) and writes the summary; returns (summary,
     failed seeds), each seed's last three tested epochs held to the recipe's target."""
-    os.makedirs(out_dir, exist_ok=True)
-    owner = f"kerasnets-sweep (started {time.strftime('%Y-%m-%d %H:%M:%S')})"
-    try:
-        with fileio.exclusive_directory(out_dir, owner, LOCK_FILE):
-            return _sweep(config, seeds, out_dir, jobs, log, data_flags)
-    except fileio.DirectoryInUseError as e:
-        raise fileio.DirectoryInUseError(f"--out_dir: {e}") from None
+    with fileio.exclusive_directory(out_dir, "kerasnets-sweep", LOCK_FILE, "--out_dir"):
+        return _sweep(config, seeds, out_dir, jobs, log, data_flags)
 
 
 def other_recipe(out_dir: str, seed: int, config: recipe.TrainConfig) -> str | None:
