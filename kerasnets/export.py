@@ -343,8 +343,8 @@ def int8_accuracy(version_dir: str, x_test, y_test) -> dict[str, float]:
     """The version's litert_int8 file's accuracy and its SavedModel's, on the same images."""
     from kerasnets import runtimes
 
-    return {runtime: float((runtimes.load(version_dir, runtime)(x_test)["classes"]
-                            == y_test).mean()) for runtime in ("litert_int8", "tensorflow")}
+    return {runtime: runtimes.accuracy(runtimes.load(version_dir, runtime), x_test, y_test)
+            for runtime in ("litert_int8", "tensorflow")}
 
 
 def describe_file(version_dir: str, fmt: str, accuracy: dict[str, float] | None = None) -> str:

@@ -58,6 +58,11 @@ def load(version_dir: str, runtime: str = "tensorflow") -> Predict:
     return loader(version_dir if runtime == "tensorflow" else path)
 
 
+def accuracy(predict: Predict, images: np.ndarray, labels: np.ndarray) -> float:
+    """The share of `images` whose predicted class is its label."""
+    return float(np.mean(predict(images)["classes"] == labels))
+
+
 def _outputs(classes, probabilities) -> dict:
     return {"classes": np.asarray(classes, np.int64),
             "probabilities": np.asarray(probabilities, np.float32)}

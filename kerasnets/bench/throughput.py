@@ -184,7 +184,7 @@ def bench_inference(version_dir: str, calls: int, batch_sizes: Sequence[int], te
             row["bytes"] = version_size(version_dir, path)
         if test_set is not None:
             images, labels = test_set
-            row["test_accuracy"] = float(np.mean(call(images)["classes"] == labels))
+            row["test_accuracy"] = runtimes.accuracy(call, images, labels)
         results.append(row)
     base = next((r["p50_ms"] for r in results if r["path"] == "tensorflow"), None)
     for row in results:
