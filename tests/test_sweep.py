@@ -169,10 +169,8 @@ def test_a_sweep_started_again_with_another_recipe_is_refused_not_mixed(smoke_sw
     """Finished seeds of --target=0.85 do not join a summary of --target=0.9."""
     out_dir, _ = smoke_sweep
     before = (out_dir / "summary.json").read_bytes()
-    proc = subprocess.run([sys.executable, "-m", "kerasnets.cli.sweep", "--recipe=smoke",
-                           "--seeds=0-1", f"--out_dir={out_dir}", "--target=0.9",
-                           f"--data_dir={real_mnist[1]}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = run_module("sweep", "--recipe=smoke", "--seeds=0-1", f"--out_dir={out_dir}",
+                      "--target=0.9", f"--data_dir={real_mnist[1]}", timeout=120)
     assert proc.returncode == 1 and proc.stdout == ""
     assert error_lines(proc.stderr) == [
         f"kerasnets-sweep: error: --out_dir: {out_dir / 'seed-0'} holds a finished run of "

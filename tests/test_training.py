@@ -438,9 +438,8 @@ def test_resume_after_sigkill_gives_the_uninterrupted_history(real_mnist, tmp_pa
     _kill_after_backup(args, killed, 2)  # mid-epoch 3
     before = _tree(killed / "backup")
 
-    changed = subprocess.run(args + [f"--model_dir={killed}", "--optimizer=adamw",
-                                     "--learning_rate=0.001"],
-                             cwd=REPO, capture_output=True, text=True, timeout=120)
+    changed = run_module("train", *args[3:], f"--model_dir={killed}", "--optimizer=adamw",
+                         "--learning_rate=0.001", timeout=120)
     assert changed.returncode == 1 and changed.stdout == ""
     assert error_lines(changed.stderr) == [
         f"kerasnets-train: error: --model_dir: {killed} holds a run of another recipe "
