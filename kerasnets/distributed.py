@@ -141,20 +141,22 @@ def train_multiworker(config: TrainConfig, data, model_dir: str, strategy,
     if ran != config:
         log("op determinism: off under --strategy=multiworker (its collective ops do not "
             "promise it); recipe.json and results.json record deterministic: false")
+    cluster = cluster_spec()
     try:
-        run_dir.start(worker_dir(model_dir, cluster_spec()[1]), ran, overwrite, log)
-        return _train(ran, data, model_dir, strategy, log, ordered=config.deterministic)
+        run_dir.start(worker_dir(model_dir, cluster[1]), ran, overwrite, log)
+        return _train(ran, data, model_dir, strategy, cluster, log, ordered=config.deterministic)
     except (OSError, tf.errors.OpError) as e:  # TensorFlow's writers report the OS's error
         if errors.is_disk_full(e):
             raise errors.disk_full(e, model_dir, "the run's files") from None
         raise
 
 
-def _train(config: TrainConfig, data, model_dir: str, strategy, log: Callable[[str], None],
-           ordered: bool) -> dict | None:
-    """`ordered`: the recipe's --deterministic, still honoured by the input pipeline (its
-    order is a function of seed and epoch, so a resumed job sees the same batches)."""
-    workers, index = cluster_spec()
+def _train(config: TrainConfig, data, model_dir: str, strategy, cluster: tuple[int, int],
+           log: Callable[[str], None], ordered: bool) -> dict | None:
+    """`cluster`: (workers, this worker's index). `ordered`: the recipe's --deterministic,
+    still honoured by the input pipeline (its order is a function of seed and epoch, so a
+    resumed job sees the same batches)."""
+    workers, index = cluster
     if config.batch_size % strategy.num_replicas_in_sync:
         raise ClusterError(f"--batch_size={config.batch_size} must be divisible by the "
                          f"{strategy.num_replicas_in_sync} replicas of the cluster")
