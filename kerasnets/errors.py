@@ -24,6 +24,18 @@ class KerasnetsError(Exception):
     exit_status = 1
 
 
+class ModelFileError(KerasnetsError, ValueError):
+    """A model file that cannot be read: missing, not a .keras file, corrupt or unsafe."""
+
+
+class ModelFileNotFoundError(ModelFileError, FileNotFoundError):
+    """The model file does not exist."""
+
+
+class NotAnMnistModelError(KerasnetsError, ValueError):
+    """A model that does not take 28x28 grey images or does not output 10 classes."""
+
+
 class DiskFullError(KerasnetsError, OSError):
     """A write failed because its filesystem is full (ENOSPC) or over quota (EDQUOT)."""
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import os
 import re
 import shutil
@@ -51,6 +52,7 @@ INPUT_NAME = "images"
 FORMATS = ("saved_model", "onnx", "litert", "litert_int8")
 DEFAULT_FORMATS = ("saved_model", "onnx", "litert")
 FORMAT_FILES = {"onnx": "model.onnx", "litert": "model.tflite", "litert_int8": "model_int8.tflite"}
+SIGNATURE_FILE = "signature_def.json"  # the serving SignatureDef as JSON, beside the SavedModel
 ONNX_OPSET = 17
 _VERSION = re.compile(r"^[0-9]+$")
 
@@ -165,6 +167,7 @@ def export_version(model, export_base: str, version: int | None = None,
     scratch = tempfile.mkdtemp(prefix=".export-tmp-", dir=export_base)
     try:
         write_archive(model, scratch)
+        write_signature_def(scratch)
         write_converted(model, scratch, [f for f in formats if f != "saved_model"],
                         calibration_images)
         umask = os.umask(0)
@@ -195,6 +198,41 @@ def write_archive(model, directory: str) -> None:
         if errors.is_disk_full(e):
             raise errors.disk_full(e, os.path.dirname(directory), "the SavedModel") from None
         raise
+
+
+def signature_def(version_dir: str) -> dict:
+    """The SavedModel's serving SignatureDef as JSON (the metadata TensorFlow Serving
+    reports), parsed from saved_model.pb with TensorFlow's protos."""
+    from google.protobuf import json_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(version_dir, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    return json_format.MessageToDict(proto.meta_graphs[0].signature_def[SIGNATURE],
+                                     preserving_proto_field_name=True)
+
+
+def write_signature_def(version_dir: str) -> None:
+    """signature_def.json beside the SavedModel, so that a server running the version on
+    LiteRT or ONNX Runtime reports TensorFlow Serving's metadata without TensorFlow."""
+    with open(os.path.join(version_dir, SIGNATURE_FILE), "w", encoding="utf-8") as f:
+        json.dump(signature_def(version_dir), f, indent=2)  # the version is built aside
+
+
+def read_signature_def(version_dir: str) -> dict:
+    """The version's serving SignatureDef as JSON: from signature_def.json, or, for a version
+    exported without it, parsed from saved_model.pb (which needs TensorFlow)."""
+    path = os.path.join(version_dir, SIGNATURE_FILE)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    try:
+        return signature_def(version_dir)
+    except ImportError:
+        raise errors.ModelFileError(
+            f"{version_dir} has no {SIGNATURE_FILE} and TensorFlow is not installed to read "
+            "saved_model.pb; export the model again (kerasnets-export writes the file)") from None
 
 
 def calibration_sample(train_images, count: int = 1000):

@@ -1,19 +1,27 @@
 """Image files as MNIST digits: decoded safely, then prepared the way MNIST was made.
 
-Any PNG, JPEG, GIF or BMP (colour or grey, with or without alpha, up to
-MAX_PIXELS: the size is read from the file header before decoding) is decoded
-with tf.io and brought to MNIST's form the way the dataset itself was made: white
-digit on black (inverted when the image is dark on light), the digit's
-bounding box scaled to fit 20x20 with its aspect ratio kept, then placed in a
-28x28 field so that its centre of mass is at the centre.
+Any PNG, JPEG, GIF or BMP (colour or grey, 8 or 16 bits, palette, with or
+without alpha, up to MAX_PIXELS: the size is read from the file header before
+decoding) is decoded with Pillow and brought to MNIST's form the way the dataset
+itself was made: white digit on black (inverted when the image is dark on light),
+the digit's bounding box scaled to fit 20x20 with its aspect ratio kept (an
+antialiased bilinear resize), then placed in a 28x28 field so that its centre of
+mass is at the centre.
+
+Pillow and numpy rather than tf.io and tf.image, so that kerasnets-predict and
+kerasnets-serve on LiteRT or ONNX never load TensorFlow; docs/serving.md has the
+two compared pixel by pixel on every format (tests/test_images.py holds the
+TensorFlow path as the reference).
 
 Used by kerasnets-predict (files) and kerasnets-serve's /draw (a drawing's PNG).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import struct
+import warnings
 
 import numpy as np
 
@@ -26,6 +34,8 @@ INK = 0.2      # pixels above this fraction of the brightest one count as the di
 MAX_PIXELS = 40_000_000   # larger images are refused before decoding (a 40 MP grey image
                           # decodes to 160 MB of float32; a forged header could claim far more)
 JPEG_HEADER_BYTES = 1 << 16  # where a JPEG's frame header is looked for (after its metadata)
+FORMATS = ("PNG", "JPEG", "GIF", "BMP")  # what Pillow is allowed to decode
+GREY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], np.float32)  # ITU-R 601 luma of R, G, B
 
 
 class ImageError(KerasnetsError, ValueError):
@@ -94,20 +104,33 @@ def load_image(path: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 def decode_image(raw: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Encoded image bytes as float32 grey pixels 0..255, shape [height, width] (alpha
     composited on white); the size limit is checked from the header before decoding."""
-    import tensorflow as tf
+    from PIL import Image
 
     _check_size(image_size(raw[:JPEG_HEADER_BYTES]), max_pixels)
     try:
-        image = tf.io.decode_image(raw, expand_animations=False, dtype=tf.float32)
-    except (tf.errors.InvalidArgumentError, ValueError):
+        with warnings.catch_warnings():  # the size is checked here, against max_pixels
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw), formats=FORMATS) as image:
+                _check_size(image.size, max_pixels)  # a header image_size does not read
+                pixels = _unit_pixels(image)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
         raise ImageError("cannot decode: not a PNG, JPEG, GIF or BMP image, or corrupt") from None
-    _check_size((image.shape[1], image.shape[0]), max_pixels)  # a format not read above
-    if image.shape[-1] in (2, 4):  # with alpha: composite onto a white page
-        alpha = image[..., -1:]
-        image = image[..., :-1] * alpha + (1.0 - alpha)
-    if image.shape[-1] == 3:
-        image = tf.image.rgb_to_grayscale(image)
-    return image[..., 0].numpy() * 255.0
+    if pixels.shape[-1] in (2, 4):  # with alpha: composite onto a white page
+        alpha = pixels[..., -1:]
+        pixels = pixels[..., :-1] * alpha + (1.0 - alpha)
+    grey = pixels @ GREY_WEIGHTS if pixels.shape[-1] == 3 else pixels[..., 0]
+    return grey * np.float32(255.0)
+
+
+def _unit_pixels(image) -> np.ndarray:
+    """The decoded (first) frame as float32 0..1, [height, width, channels]: grey, grey and
+    alpha, RGB or RGBA, at its own bit depth (16-bit grey keeps its 65,536 levels)."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        return (np.asarray(image, np.float32) * np.float32(1 / 65535))[..., None]
+    if image.mode not in ("L", "LA", "RGB", "RGBA"):  # palette, bilevel, CMYK, ...
+        image = image.convert("RGBA" if image.has_transparency_data else "RGB")
+    pixels = np.asarray(image, np.float32) * np.float32(1 / 255)  # as tf.image's conversion
+    return pixels if pixels.ndim == 3 else pixels[..., None]
 
 
 def _check_size(size: tuple[int, int] | None, max_pixels: int) -> None:
@@ -118,8 +141,6 @@ def _check_size(size: tuple[int, int] | None, max_pixels: int) -> None:
 
 def to_mnist(grey: np.ndarray) -> np.ndarray:
     """MNIST-style uint8 [28, 28]: white on black, fitted into 20x20, centred by mass."""
-    import tensorflow as tf
-
     if np.median(_border(grey)) > 127.5:   # dark digit on a light page
         grey = 255.0 - grey
     ink = np.clip(grey - np.median(_border(grey)), 0, None)   # background to 0
@@ -129,7 +150,7 @@ def to_mnist(grey: np.ndarray) -> np.ndarray:
     digit = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     scale = BOX / max(digit.shape)
     size = (max(1, round(digit.shape[0] * scale)), max(1, round(digit.shape[1] * scale)))
-    digit = tf.image.resize(digit[..., None], size, antialias=True)[..., 0].numpy()
+    digit = resize(digit, size)
     digit = np.clip(digit * (255.0 / max(digit.max(), 1e-6)), 0, 255)
     total = digit.sum()
     cy = (digit.sum(axis=1) * np.arange(size[0])).sum() / total
@@ -139,6 +160,16 @@ def to_mnist(grey: np.ndarray) -> np.ndarray:
     field = np.zeros((FIELD, FIELD), np.float32)
     field[top:top + size[0], left:left + size[1]] = digit
     return np.round(field).astype(np.uint8)
+
+
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """float32 [height, width] resized to `size` (height, width), bilinear; when shrinking,
+    the filter widens with the scale (antialiased), as tf.image.resize(antialias=True)."""
+    from PIL import Image
+
+    resized = Image.fromarray(np.ascontiguousarray(image, np.float32)).resize(
+        (size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(resized, np.float32)
 
 
 def _border(image: np.ndarray) -> np.ndarray:

@@ -23,7 +23,9 @@ import zipfile
 import keras
 from keras import layers
 
-from kerasnets.errors import KerasnetsError
+# The model errors live in kerasnets.errors (light commands report them without Keras);
+# models.ModelFileError and the others stay importable from here.
+from kerasnets.errors import ModelFileError, ModelFileNotFoundError, NotAnMnistModelError
 from kerasnets.layers import FusedBatchNorm
 
 MEAN, STD = 0.1307, 0.3081  # of MNIST training pixels on the 0..1 scale
@@ -182,18 +184,6 @@ def count_params(model: keras.Model) -> tuple[int, int]:
     trainable = sum(int(v.numpy().size) for v in model.trainable_weights)
     frozen = sum(int(v.numpy().size) for v in model.non_trainable_weights)
     return trainable, frozen
-
-
-class ModelFileError(KerasnetsError, ValueError):
-    """A model file that cannot be read: missing, not a .keras file, corrupt or unsafe."""
-
-
-class ModelFileNotFoundError(ModelFileError, FileNotFoundError):
-    """The model file does not exist."""
-
-
-class NotAnMnistModelError(KerasnetsError, ValueError):
-    """A model that does not take 28x28 grey images or does not output 10 classes."""
 
 
 def mnist_model_problem(model: keras.Model) -> str | None:

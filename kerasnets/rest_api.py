@@ -242,7 +242,8 @@ def serve(model_base: str, host: str = "127.0.0.1", port: int = 8501, runtime: s
     event_loop (runs_inline). Raises ServeError when no version loads or the address
     cannot be had.
     """
-    export.tf_logger_quiet()  # loading a SavedModel logs at INFO
+    if runtime == "tensorflow":
+        export.tf_logger_quiet()  # loading a SavedModel logs at INFO
     watcher = serving.ModelWatcher(model_base, poll_seconds, log, runtime)
     watcher.load_first()
     if watcher.current is None:

@@ -71,15 +71,15 @@ def _outputs(classes, probabilities) -> dict:
 def _tensorflow(version_dir: str) -> Predict:
     import tensorflow as tf
 
-    from kerasnets import export, models
+    from kerasnets import export
 
     try:
         signatures = tf.saved_model.load(version_dir).signatures
     except (OSError, ValueError, tf.errors.OpError) as e:
-        raise models.ModelFileError(f"cannot load {version_dir}: {e}") from None
+        raise errors.ModelFileError(f"cannot load {version_dir}: {e}") from None
     problem = export.signature_problem(signatures)
     if problem:
-        raise models.NotAnMnistModelError(f"{version_dir} is not a kerasnets SavedModel: "
+        raise errors.NotAnMnistModelError(f"{version_dir} is not a kerasnets SavedModel: "
                                           f"{problem}")
     signature = signatures[SIGNATURE]
 
@@ -102,21 +102,17 @@ def _contract_problem(inputs: dict, outputs: set) -> str | None:
 
 
 def _checked(path: str, problem: str | None) -> None:
-    from kerasnets import models
-
     if problem:
-        raise models.NotAnMnistModelError(f"{path} is not a kerasnets model: {problem}")
+        raise errors.NotAnMnistModelError(f"{path} is not a kerasnets model: {problem}")
 
 
 def _onnx(path: str) -> Predict:
     import onnxruntime
 
-    from kerasnets import models
-
     try:
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 -- onnxruntime raises its own untyped errors
-        raise models.ModelFileError(f"cannot load {path}: {e}") from None
+        raise errors.ModelFileError(f"cannot load {path}: {e}") from None
     _checked(path, _contract_problem(
         {i.name: (i.type.removeprefix("tensor(").rstrip(")"), i.shape)
          for i in session.get_inputs()}, {o.name for o in session.get_outputs()}))
@@ -132,13 +128,11 @@ def _onnx(path: str) -> Predict:
 def _litert(path: str) -> Predict:
     from ai_edge_litert.interpreter import Interpreter
 
-    from kerasnets import models
-
     try:
         interpreter = Interpreter(model_path=path)
         runner = interpreter.get_signature_runner(SIGNATURE)
     except (ValueError, RuntimeError) as e:  # a file that is not a flatbuffer, no signature
-        raise models.ModelFileError(f"cannot load {path}: {e}") from None
+        raise errors.ModelFileError(f"cannot load {path}: {e}") from None
     details = runner.get_input_details()
     _checked(path, _contract_problem(
         {name: (np.dtype(d["dtype"]).name, d["shape_signature"]) for name, d in details.items()},

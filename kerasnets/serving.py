@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from kerasnets import export, runtimes
+from kerasnets import errors, export, runtimes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,19 +33,11 @@ class ServedModel:
 
 def load_version(export_base: str, version: int, runtime: str = "tensorflow") -> ServedModel:
     """Loads `export_base/version` in `runtime`; raises runtimes.MissingRuntimeFileError
-    when the version has no file for it and models.NotAnMnistModelError when it is not a
+    when the version has no file for it and errors.NotAnMnistModelError when it is not a
     kerasnets model."""
-    from google.protobuf import json_format
-    from tensorflow.core.protobuf import saved_model_pb2
-
     path = os.path.join(export_base, str(version))
     predict = runtimes.load(path, runtime)
-    proto = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
-        proto.ParseFromString(f.read())
-    signature_def = json_format.MessageToDict(
-        proto.meta_graphs[0].signature_def[export.SIGNATURE], preserving_proto_field_name=True)
-    return ServedModel(version, path, runtime, predict, signature_def)
+    return ServedModel(version, path, runtime, predict, export.read_signature_def(path))
 
 
 def complete_versions(export_base: str, runtime: str = "tensorflow") -> list[int]:
@@ -126,20 +118,20 @@ def load_classifier(path: str, runtime: str = "tensorflow") -> Callable[[np.ndar
 
     `path` is a version directory, an export base (its highest version is used) or a
     `.keras` file (run by Keras: `runtime` must be tensorflow). Raises
-    models.ModelFileError for one that cannot be read, models.NotAnMnistModelError for
+    errors.ModelFileError for one that cannot be read, errors.NotAnMnistModelError for
     another kind of model and runtimes.MissingRuntimeFileError for a version without
     the runtime's file.
     """
-    from kerasnets import models
-
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "saved_model.pb")):
         path = export.latest_version_dir(path) or path
     if os.path.isdir(path):
         predict = runtimes.load(path, runtime)
         return lambda images: predict(images)["probabilities"]
     if runtime != "tensorflow":
-        raise models.ModelFileError(f"{path}: a .keras file runs in Keras (--runtime=tensorflow); "
+        raise errors.ModelFileError(f"{path}: a .keras file runs in Keras (--runtime=tensorflow); "
                                     f"for --runtime={runtime} export it first (kerasnets-export)")
+    from kerasnets import models
+
     model = models.load_model(path, compile=False)
     channel = models.add_channel_axis(model)
     return lambda images: np.asarray(

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from conftest import error_lines, run_module
+from conftest import COMMANDS, error_lines, run_module
 from kerasnets import recipe, runtimes, seed_sweep
-from kerasnets.bench import run as bench_run, throughput
+from kerasnets.bench import run as bench_run, startup, throughput
 
 
 def _json_line(proc):
@@ -184,3 +184,40 @@ def test_time_to_accuracy_needs_a_good_recipe(tmp_path):
                           (["--recipe=nope"], "value should be one of <default|fast|seed|smoke|wide>")):
         proc = run_module("bench", "--what=time_to_accuracy", *args)
         assert proc.returncode == 1 and message in error_lines(proc.stderr)[0], proc.stderr
+
+
+def test_startup_bench_measures_each_command_in_a_fresh_process():
+    proc = run_module("bench", "--what=startup", "--runtimes=tensorflow,litert", "--repeats=1",
+                      "--json", timeout=600)
+    out = _json_line(proc)
+    rows = out["results"]
+    assert [r["what"] for r in rows] == [
+        "import tensorflow", *(f"kerasnets-{name} --help" for name in COMMANDS),
+        "kerasnets-predict --runtime=tensorflow (1 image)",
+        "kerasnets-predict --runtime=litert (1 image)",
+        "kerasnets-serve --runtime=tensorflow (first answer)",
+        "kerasnets-serve --runtime=litert (first answer)"]
+    scale = rows[0]
+    for r in rows:
+        assert r["share_of_import"] == pytest.approx(r["seconds"] / scale["seconds"], abs=2e-3)
+        heavy = r["runtime"] == "tensorflow" or r is scale
+        assert (r["goal"] is None) == heavy and (r["met"] is None) == heavy, r
+        # Memory, not time, is what a test can hold on any machine: a process that loads
+        # TensorFlow peaks near the import's own figure, one that does not far below it.
+        if heavy:
+            assert r["peak_mb"] > 0.6 * scale["peak_mb"], r
+        else:
+            assert 10 < r["peak_mb"] < 0.4 * scale["peak_mb"], r
+    assert _table(proc) == startup.format_startup_table(rows)
+
+
+def test_a_startup_goal_is_met_only_within_its_time_share_and_memory():
+    rows = [dict(what="import tensorflow", kind="scale", runtime=None, seconds=4.0, peak_mb=700),
+            dict(what="a", kind="help", runtime=None, seconds=0.8, peak_mb=249),
+            dict(what="b", kind="help", runtime=None, seconds=0.81, peak_mb=30),
+            dict(what="c", kind="predict", runtime="onnx", seconds=0.1, peak_mb=250),
+            dict(what="d", kind="serve", runtime="litert", seconds=1.3, peak_mb=299),
+            dict(what="e", kind="serve", runtime="tensorflow", seconds=3.0, peak_mb=720)]
+    goals = startup.with_goals(rows)
+    assert [r["met"] for r in goals] == [None, True, False, False, True, None]
+    assert [r["goal"] for r in goals][1:5] == ["<= 1/5 and < 250 MB"] * 3 + ["<= 1/3 and < 300 MB"]

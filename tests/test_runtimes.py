@@ -1,6 +1,7 @@
 """One exported version in every runtime: the same contract and the same answers on all
 10,000 test digits in TensorFlow, ONNX Runtime and LiteRT (float and int8)."""
 
+import json
 import os
 import shutil
 
@@ -33,7 +34,11 @@ def answers(version, real_mnist):
 
 def test_the_version_holds_every_file(version):
     assert sorted(f for f in os.listdir(version) if os.path.isfile(os.path.join(version, f))) == [
-        "fingerprint.pb", "model.onnx", "model.tflite", "model_int8.tflite", "saved_model.pb"]
+        "fingerprint.pb", "model.onnx", "model.tflite", "model_int8.tflite", "saved_model.pb",
+        "signature_def.json"]
+    # the metadata a server on LiteRT or ONNX reports without TensorFlow: the SavedModel's own
+    with open(os.path.join(version, export.SIGNATURE_FILE)) as f:
+        assert json.load(f) == export.signature_def(version)
     # int8 weights: about half the float file (the graph around them stays)
     assert os.path.getsize(os.path.join(version, "model_int8.tflite")) < 0.7 * os.path.getsize(
         os.path.join(version, "model.tflite"))

@@ -3,6 +3,9 @@ whether requests are batched together or not."""
 
 import http.client
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -92,3 +95,64 @@ def test_sixteen_concurrent_clients_each_get_their_own_digits_answer(every_forma
     assert not wrong, (f"{len(wrong)} of {len(answers)} answers were not the client's own: "
                        f"{sum(g >= 0 for g in wrong)} another client's, {wrong.count(-2)} "
                        f"nobody's, {wrong.count(-1)} failed")
+
+
+# Runs `python -c THIS module args...` as `python -m module args...`, and at exit writes the
+# heavy modules it loaded to the file named by $LOADED_MODULES_FILE. (uvicorn hands SIGTERM
+# back to the handler it found once it has shut down: this one exits through atexit.)
+_REPORTING_LOADED_MODULES = """
+import atexit, json, os, runpy, signal, sys
+HEAVY = ("tensorflow", "keras")
+def report():
+    with open(os.environ["LOADED_MODULES_FILE"], "w") as f:
+        json.dump(sorted(m for m in HEAVY if m in sys.modules), f)
+atexit.register(report)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+def loaded_heavy_modules(path) -> list[str]:
+    with open(path) as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "litert", "litert_int8"])
+def test_predict_and_serve_on_a_light_runtime_never_load_tensorflow(every_format_base, real_mnist,
+                                                                   tmp_path, runtime):
+    from PIL import Image
+
+    (_, _), (x_test, _) = real_mnist[0]
+    Image.fromarray(x_test[0]).save(tmp_path / "seven.png")
+    version = str(every_format_base / "1")
+    expected = runtimes.load(version, runtime)(x_test[:1])["classes"][0]
+    env = {**os.environ, "LOADED_MODULES_FILE": str(tmp_path / "predict.json")}
+    proc = subprocess.run([sys.executable, "-c", _REPORTING_LOADED_MODULES,
+                           "kerasnets.cli.predict", f"--model_path={every_format_base}",
+                           f"--runtime={runtime}", str(tmp_path / "seven.png")],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith(f"{tmp_path / 'seven.png'}: {expected} (p=")
+    assert loaded_heavy_modules(tmp_path / "predict.json") == []
+
+    env["LOADED_MODULES_FILE"] = str(tmp_path / "serve.json")
+    command = (sys.executable, "-c", _REPORTING_LOADED_MODULES, "kerasnets.cli.serve")
+    with serve_load.running_server(str(every_format_base), f"--runtime={runtime}",
+                                   command=command, env=env) as url:
+        host, port = url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        try:
+            body = json.dumps({"instances": x_test[:1].tolist()}).encode()
+            status, answer = serve_load.post(connection, PREDICT, body)
+            assert status == 200 and answer["predictions"][0]["classes"] == expected
+            drawing = (tmp_path / "seven.png").read_bytes()
+            status, drawn = serve_load.post(connection, "/draw", drawing, "image/png")
+            assert status == 200 and drawn["digit"] == expected, drawn
+            connection.request("GET", "/v1/models/mnist/metadata")
+            metadata = json.loads(connection.getresponse().read())
+            signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
+            assert signature["inputs"]["images"]["dtype"] == "DT_UINT8"
+        finally:
+            connection.close()
+    assert loaded_heavy_modules(tmp_path / "serve.json") == []  # written as the server stopped

@@ -4,7 +4,7 @@ plain values and returns its rows and its table.
 The command only parses its flags and prints what this returns, so a notebook runs
 the same benchmark with the same defaults and gets the same table. Each benchmark
 is also a function of its own (`input_table`, `train_table`, `inference_table`,
-`time_to_accuracy_table`, `serve_table`) taking only the values it reads; the
+`time_to_accuracy_table`, `serve_table`, `startup_table`) taking only the values it reads; the
 measuring itself is in throughput, time_to_accuracy and serve_load. This module
 imports no TensorFlow until a benchmark runs, so the command's --help stays quick.
 """
@@ -19,7 +19,7 @@ from kerasnets import data, seed_sweep
 from kerasnets import runtimes as runtime_files
 from kerasnets.recipe import TrainConfig
 
-WHAT = ("input", "train", "inference", "time_to_accuracy", "serve")
+WHAT = ("input", "train", "inference", "time_to_accuracy", "serve", "startup")
 INPUT_BATCH_SIZES = (32, 128, 512)
 BATCH_NORMS = ("fused", "keras")
 
@@ -55,6 +55,8 @@ def bench(what: str, config: TrainConfig, *, data_dir: str | None = None,
     if what == "inference":
         return inference_table(mnist, config.model, model_base, calls, batch_sizes, runtimes,
                                batchnorm, log)
+    if what == "startup":
+        return startup_table(mnist, model_base, runtimes, repeats, log)
     return serve_table(mnist, requests, concurrency, model_base, runtimes, inference)
 
 
@@ -121,6 +123,26 @@ def serve_table(mnist, requests: int, concurrency: Sequence[int], model_base: st
                                   runtimes=runtimes or runtime_files.RUNTIMES,
                                   inference=inference, mnist=mnist)
     return rows, serve_load.format_serve_table(rows)
+
+
+def startup_table(mnist, model_base: str | None = None, runtimes: Sequence[str] | None = None,
+                  repeats: int = 3, log: Callable[[str], None] = print) -> tuple[Rows, str]:
+    """Each command's start in a fresh process (help; one-image predict and first served
+    answer per runtime) beside `import tensorflow`, with the light paths' goals."""
+    from PIL import Image
+
+    from kerasnets.bench import startup
+    from kerasnets.layers import FusedBatchNorm
+
+    with tempfile.TemporaryDirectory() as scratch:
+        version, _ = inference_version(model_base, "default", FusedBatchNorm, mnist, scratch)
+        asked = runtimes is not None
+        wanted = present_runtimes(version, runtimes if asked else runtime_files.RUNTIMES,
+                                  asked, log)
+        image = os.path.join(scratch, "seven.png")
+        Image.fromarray(mnist[1][0][0]).save(image)  # the first test digit, a 7
+        rows = startup.bench_startup(version, image, wanted, repeats)
+    return rows, startup.format_startup_table(rows)
 
 
 def batch_norm_class(name: str) -> type:

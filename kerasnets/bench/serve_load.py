@@ -40,13 +40,24 @@ def running_server(model_base: str, *args: str, startup_timeout: float = 180,
     """Yields the base URL of a kerasnets-serve process (`command`: this Python's, or an
     installed kerasnets-serve) on a free 127.0.0.1 port; the process is stopped (SIGTERM,
     then SIGKILL) when the block ends, whatever happens in it."""
+    with server_process(model_base, *args, startup_timeout=startup_timeout, command=command,
+                        cwd=cwd, env=env) as (_, url):
+        yield url
+
+
+@contextlib.contextmanager
+def server_process(model_base: str, *args: str, startup_timeout: float = 180,
+                   command: Sequence[str] = SERVE_COMMAND, cwd: str | None = None,
+                   env: dict | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
+    """running_server, yielding (the process, its base URL): for what is measured from
+    outside it (its memory)."""
     stderr = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen(
         [*command, f"--model_base={model_base}", "--port=0", "--host=127.0.0.1", *args],
         stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=cwd, env=env)
     try:
         url = _wait_for_url(proc, startup_timeout, stderr)
-        yield url
+        yield proc, url
     finally:
         stderr.close()
         if proc.poll() is None:

@@ -14,8 +14,12 @@ r"""kerasnets-bench: how fast each part runs, as tables (and, with --json, a JSO
   --what=serve             a kerasnets-serve process per runtime of --runtimes on
                            127.0.0.1 under single-image requests from each of
                            --concurrency clients, with request batching on and off
+  --what=startup           each command's start in a fresh process, beside `import
+                           tensorflow`: every --help, a one-image predict and serve's
+                           first answer (and memory after 1,000 requests) per runtime of
+                           --runtimes, wall seconds (median of --repeats) and peak memory
 
-inference and serve measure the newest version under --model_base; without it, an
+inference, serve and startup measure the newest version under --model_base; without it, an
 untrained model (inference: of --model; serve: default) exported with every format
 to a temporary directory.
 
@@ -51,7 +55,8 @@ flags.DEFINE_list("batch_sizes", [str(b) for b in bench_run.INPUT_BATCH_SIZES],
                   "(integers > 0; inference uses 1,32,256 when left at the default).")
 flags.DEFINE_integer("timed_batches", 200, "input/train: batches timed per measurement.",
                      lower_bound=1)
-flags.DEFINE_integer("repeats", 3, "train: alternating runs; the median is reported.",
+flags.DEFINE_integer("repeats", 3, "train: alternating runs; startup: runs of each command; "
+                     "the median is reported.",
                      lower_bound=1)
 flags.DEFINE_enum("batchnorm", "fused", list(bench_run.BATCH_NORMS), "train/inference: the "
                   "models' BatchNorm: ours (one fused kernel) or Keras's own (for an A/B).")
@@ -68,8 +73,8 @@ flags.DEFINE_enum("inference", "auto", ["auto", "thread", "event_loop"], "Where 
                   "runs: in a worker thread, or on the event loop (cheaper for a call shorter "
                   "than the hop to the thread); auto: the event loop for the LiteRT runtimes, "
                   "a thread for tensorflow and onnx (docs/serving.md has both measured).")
-flags.DEFINE_list("runtimes", list(runtimes.RUNTIMES), "inference, serve: the runtimes to "
-                  f"measure side by side ({', '.join(runtimes.RUNTIMES)}).")
+flags.DEFINE_list("runtimes", list(runtimes.RUNTIMES), "inference, serve, startup: the "
+                  f"runtimes to measure side by side ({', '.join(runtimes.RUNTIMES)}).")
 flags.register_validator("runtimes", lambda v: bool(v) and set(v) <= set(runtimes.RUNTIMES),
                          f"--runtimes must be a comma list of {', '.join(runtimes.RUNTIMES)}")
 flags.DEFINE_bool("json", False, "Also print the results as one JSON line at the end.")

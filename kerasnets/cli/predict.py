@@ -18,7 +18,7 @@ from typing import Sequence
 
 from absl import app, flags
 
-from kerasnets import images, runtimes, serving
+from kerasnets import errors, images, runtimes, serving
 from kerasnets.cli import command
 
 FLAGS = flags.FLAGS
@@ -41,11 +41,9 @@ def _model_exists(value) -> bool:
 
 def predict_command(model_path: str, paths: Sequence[str], top_k: int, runtime: str) -> int:
     """Loads the model and predicts every file; exit status 1 if any file failed."""
-    from kerasnets import models
-
     try:
         classify = serving.load_classifier(model_path, runtime)
-    except (models.NotAnMnistModelError, models.ModelFileError,
+    except (errors.NotAnMnistModelError, errors.ModelFileError,
             runtimes.MissingRuntimeFileError) as e:
         return command.fail(f"--model_path: {e}")
     if top_k > 1:
