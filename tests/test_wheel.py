@@ -215,16 +215,22 @@ def test_the_trained_model_loads_through_the_public_api(installed, smoke_trainin
     assert proc.stdout.split()[-1] == str(DEFAULT_MODEL_PARAMS), proc.stdout
 
 
-def test_export_then_predict_a_png_of_a_test_digit(installed, exported):
-    assert (installed.work / "models" / "1" / "saved_model.pb").is_file(), exported.stdout
-    # The PNG from the installed package's own MNIST loader (the copy cached in HOME).
+@pytest.fixture(scope="module")
+def digit_png(installed) -> int:
+    """digit.png in the empty directory, from the installed package's own MNIST loader (the
+    copy cached in HOME): its label."""
     proc = run([installed.python, "-c",
                 "import kerasnets, tensorflow as tf\n"
                 "(_, _), (x, y) = kerasnets.load_mnist()\n"
                 "tf.io.write_file('digit.png', tf.io.encode_png(x[0][..., None]))\n"
                 "print(int(y[0]))"], cwd=installed.work, env=installed.env)
     assert proc.returncode == 0, report(proc)
-    label = int(proc.stdout.split()[-1])
+    return int(proc.stdout.split()[-1])
+
+
+def test_export_then_predict_a_png_of_a_test_digit(installed, exported, digit_png):
+    assert (installed.work / "models" / "1" / "saved_model.pb").is_file(), exported.stdout
+    label = digit_png
     proc = installed.run("kerasnets-predict", "--model_path=models", "digit.png")
     assert proc.returncode == 0, report(proc)
     lines = proc.stdout.splitlines()
@@ -262,3 +268,81 @@ def test_toynet_writes_its_workbook_sweep_and_plot(installed):
     for name in ("backprop.xlsx", "sweep.csv", "lr_sweep.png"):
         assert (installed.work / "toy" / name).is_file(), name
     assert error_lines(proc.stderr) == [], proc.stderr
+
+
+# --- the serving install ----------------------------------------------------------------
+
+def site_packages_mb(venv) -> float:
+    """The bytes of every file the environment installed, in MB."""
+    return sum(f.stat().st_size for f in venv.joinpath("lib").rglob("*") if f.is_file()) / 1e6
+
+
+@pytest.fixture(scope="module")
+def serving_installed(built, installed):
+    """The wheel with --no-deps and requirements-serving.txt in another new environment (pip's
+    cache holds the packages the full install fetched); its commands run from the full
+    install's directory, where the exported model and digit.png are."""
+    root = installed.work.parent / "serving"
+    venv = root / "venv"
+    base_python = getattr(sys, "_base_executable", None) or sys.executable
+    proc = run([base_python, "-m", "venv", venv], env=without_python_settings(os.environ),
+               timeout=300)
+    assert proc.returncode == 0, report(proc)
+    python = venv / "bin" / "python"
+    pip_install(python, "--no-deps", built[0])
+    pip_install(python, "--requirement", os.path.join(REPO, "requirements-serving.txt"),
+                "--constraint", os.path.join(REPO, "constraints.txt"))
+    outside = without_python_settings(os.environ)["PATH"]
+    env = dict(installed.env, PATH=os.pathsep.join([str(venv / "bin"), outside]))
+
+    def run_installed(command: str, *args, timeout: float = COMMAND_TIMEOUT):
+        return run([venv / "bin" / command, *args], cwd=installed.work, env=env, timeout=timeout)
+
+    return types.SimpleNamespace(venv=venv, bin=venv / "bin", python=python, env=env,
+                                 run=run_installed)
+
+
+def test_the_serving_requirements_are_the_packages_ranges():
+    with open(os.path.join(REPO, "setup.cfg")) as f:
+        declared = {re.split(r"[<>=!~ ]", line.strip())[0].lower(): line.strip()
+                    for line in f if re.match(r"^    [A-Za-z]", line)}
+    with open(os.path.join(REPO, "requirements-serving.txt")) as f:
+        lines = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    assert lines and all(declared.get(re.split(r"[<>=!~ ]", line)[0].lower()) == line
+                         for line in lines), (lines, declared)
+    assert not {"tensorflow", "keras"} & {re.split(r"[<>=!~ ]", line)[0] for line in lines}
+
+
+def test_the_serving_install_predicts_and_serves_without_tensorflow(installed, exported,
+                                                                    digit_png,
+                                                                    serving_installed):
+    proc = run([serving_installed.python, "-c",
+                "import importlib.util as u\n"
+                "print([m for m in ('tensorflow', 'keras', 'jax') if u.find_spec(m)])"],
+               cwd=installed.work, env=serving_installed.env)
+    assert proc.stdout.strip() == "[]", report(proc)
+    full, slim = site_packages_mb(installed.venv), site_packages_mb(serving_installed.venv)
+    print(f"\nfull install {full:,.0f} MB, serving install {slim:,.0f} MB ({slim / full:.1%})")
+    assert slim < 0.25 * full
+
+    for runtime in ("litert", "onnx"):  # kerasnets-export's default formats (int8 is asked for)
+        light = serving_installed.run("kerasnets-predict", "--model_path=models",
+                                      f"--runtime={runtime}", "digit.png")
+        same = installed.run("kerasnets-predict", "--model_path=models",
+                             f"--runtime={runtime}", "digit.png")
+        assert light.returncode == 0, report(light)
+        assert light.stdout == same.stdout and light.stdout.startswith(f"digit.png: {digit_png} ")
+    proc = serving_installed.run("kerasnets-predict", "--model_path=models", "digit.png")
+    assert proc.returncode == 1 and error_lines(proc.stderr) == [
+        "kerasnets-predict: error: this needs tensorflow, which is not installed: the serving "
+        "install (requirements-serving.txt) runs exported versions with --runtime=litert, "
+        "litert_int8 or onnx; install kerasnets with its dependencies for the rest"], report(proc)
+
+    with serve_load.running_server("models", "--runtime=onnx", startup_timeout=120,
+                                   command=[str(serving_installed.bin / "kerasnets-serve")],
+                                   cwd=str(installed.work), env=serving_installed.env) as url:
+        drawing = (installed.work / "digit.png").read_bytes()
+        request = urllib.request.Request(f"{url}/draw", data=drawing,
+                                         headers={"Content-Type": "image/png"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.loads(response.read())["digit"] == digit_png

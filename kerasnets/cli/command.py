@@ -27,6 +27,8 @@ from absl import app, flags
 from kerasnets import errors, recipe
 
 RECIPE_FLAG = "recipe"
+# What the full install has and the serving install (requirements-serving.txt) has not.
+FULL_INSTALL_ONLY = ("tensorflow", "keras", "tensorboard", "tf2onnx", "matplotlib", "xlsxwriter")
 
 
 def program_name(module_name: str | None = None) -> str:
@@ -88,6 +90,14 @@ def with_error_exit(main: Callable[[list[str]], int]) -> Callable[[list[str]], i
             return main(argv)
         except errors.KerasnetsError as e:
             return fail(str(e), e.exit_status, main.__module__)
+        except ModuleNotFoundError as e:
+            package = (e.name or "").partition(".")[0]
+            if package not in FULL_INSTALL_ONLY:
+                raise
+            return fail(f"this needs {package}, which is not installed: the serving install "
+                        "(requirements-serving.txt) runs exported versions with --runtime=litert, "
+                        "litert_int8 or onnx; install kerasnets with its dependencies for the rest",
+                        1, main.__module__)
         except OSError as e:
             if not errors.is_disk_full(e):
                 raise
