@@ -170,3 +170,34 @@ def test_the_other_refusals_keep_their_wording():
         "images: shape [1, 32, 32] is not compatible with the signature's [-1, 28, 28]"
     assert refusal(body([[[0] * 28] * 27 + [[0] * 27]])).startswith(
         "images: the lists are ragged")
+
+
+def _outcome(parse, body):
+    try:
+        images, row = parse(body)
+        return "images", images.tolist(), row
+    except RequestError as e:
+        return "refused", str(e), e.status
+
+
+PIXELS = json.dumps(image(last=7))
+
+
+@pytest.mark.parametrize("text", [
+    f'{{"instances": [{PIXELS}]}}', f' {{"inputs" : {{"images": {PIXELS}}} }} ',
+    f'{{"instances": [{PIXELS}], "instances": [{PIXELS}, {PIXELS}]}}',
+    f'{{"instances": [{PIXELS}], "note": 18446744073709551616}}',
+    f'{{"instances": [{PIXELS}], "s": "\\u00e9\\ud83d\\ude00", "t": "\\ud800"}}',
+    f'\ufeff{{"instances": [{PIXELS}]}}', f'{{"instances": [{PIXELS}]}} x',
+    PIXELS.replace("7", "18446744073709551616"), PIXELS.replace("7", "-9223372036854775809"),
+    PIXELS.replace("7", "9" * 30), PIXELS.replace("7", "NaN"), PIXELS.replace("7", "1e400"),
+    PIXELS.replace("7", "7.0"), PIXELS.replace("7", "true"), '{"signature_name": 1' + "0" * 25 + "}",
+    '{"instances": []}', "[" * 500 + "]" * 500, "[" * 5000 + "]" * 5000, "", "not json",
+])
+def test_a_body_gets_what_pythons_json_reading_gets(text):
+    """orjson parses first; a body it refuses, and any refusal, are read by Python's json:
+    the same images or the same refusal as Python's json alone gives."""
+    for body in (text.encode("utf-8", "surrogatepass"), text):
+        expected = _outcome(lambda b: rest_formats.predict_request(rest_formats.json_loads(b), b),
+                            body)
+        assert _outcome(rest_formats.parse_predict_request, body) == expected, expected
