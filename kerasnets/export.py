@@ -1,6 +1,8 @@
 """Export a trained model as one version for every runtime, in TensorFlow Serving's layout.
 
     savedmodels/<name>/1/saved_model.pb, variables/, ...   the SavedModel (always)
+                         signature_def.json                its serving signature, for
+                                                           servers without TensorFlow
                          model.onnx                        ONNX Runtime
                          model.tflite                      LiteRT, float32
                          model_int8.tflite                 LiteRT, int8 weights and activations

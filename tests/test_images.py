@@ -41,7 +41,8 @@ def tf_decode_image(raw: bytes) -> np.ndarray:
 
 def tf_to_mnist(grey: np.ndarray) -> np.ndarray:
     """The reference: to_mnist as it was, resizing with tf.image.resize(antialias=True)."""
-    border = lambda image: np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])  # noqa: E731
+    def border(image):
+        return np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
     if np.median(border(grey)) > 127.5:
         grey = 255.0 - grey
     ink = np.clip(grey - np.median(border(grey)), 0, None)
@@ -110,7 +111,8 @@ def per_format(real_mnist, model):
     for fmt in files[0]:
         old = [tf_decode_image(f[fmt]) for f in files]
         new = [images.decode_image(f[fmt]) for f in files]
-        old_prepared, new_prepared = [tf_to_mnist(g) for g in old], [images.to_mnist(g) for g in new]
+        old_prepared = [tf_to_mnist(g) for g in old]
+        new_prepared = [images.to_mnist(g) for g in new]
         same_input = [images.to_mnist(g) for g in old]  # the preparation alone, on one input
         old_classes, new_classes = classes(model, old_prepared), classes(model, new_prepared)
         table[fmt] = dict(

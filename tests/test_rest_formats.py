@@ -191,7 +191,8 @@ PIXELS = json.dumps(image(last=7))
     f'\ufeff{{"instances": [{PIXELS}]}}', f'{{"instances": [{PIXELS}]}} x',
     PIXELS.replace("7", "18446744073709551616"), PIXELS.replace("7", "-9223372036854775809"),
     PIXELS.replace("7", "9" * 30), PIXELS.replace("7", "NaN"), PIXELS.replace("7", "1e400"),
-    PIXELS.replace("7", "7.0"), PIXELS.replace("7", "true"), '{"signature_name": 1' + "0" * 25 + "}",
+    PIXELS.replace("7", "7.0"), PIXELS.replace("7", "true"),
+    '{"signature_name": 1' + "0" * 25 + "}",
     '{"instances": []}', "[" * 500 + "]" * 500, "[" * 5000 + "]" * 5000, "", "not json",
 ])
 def test_a_body_gets_what_pythons_json_reading_gets(text):

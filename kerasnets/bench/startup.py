@@ -101,6 +101,7 @@ def serve_startup(model_base: str, runtime: str, body: bytes,
 
 
 def _median(runs: list[dict]) -> dict:
+    """The runs' median seconds and their largest peak memory."""
     return dict(seconds=statistics.median(r["seconds"] for r in runs),
                 peak_mb=max((r["peak_mb"] for r in runs if r["peak_mb"] is not None),
                             default=None))

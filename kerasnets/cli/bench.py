@@ -19,9 +19,9 @@ r"""kerasnets-bench: how fast each part runs, as tables (and, with --json, a JSO
                            first answer (and memory after 1,000 requests) per runtime of
                            --runtimes, wall seconds (median of --repeats) and peak memory
 
-inference, serve and startup measure the newest version under --model_base; without it, an
-untrained model (inference: of --model; serve: default) exported with every format
-to a temporary directory.
+inference, serve and startup measure the newest version under --model_base; without
+it, an untrained model (inference: of --model; serve, startup: default) exported with
+every format to a temporary directory.
 
 Figures are measured after a warm-up and vary between machines: compare the
 ratios taken in one run, never absolute numbers from different machines.
