@@ -1,4 +1,4 @@
-r"""The backprop workbench: the 2-2-2 network's learning-rate study and its three files.
+r"""The backprop workbench: the 2-2-2 network's learning-rate study and its four files.
 
 `run_workbench()` trains the 2-2-2 network by plain gradient descent at each learning rate,
 checking the hand-derived gradients against tf.GradientTape at every step, and
@@ -7,6 +7,7 @@ writes into `out_dir`:
   sweep.csv      one row per (lr, step): weights, forward pass, loss, gradients
   lr_sweep.png   E_total against step, one line per learning rate
   backprop.xlsx  the same computation as live spreadsheet formulas, with charts
+  backprop.html  the network to edit and step in a browser (kerasnets.backprop_page)
 
 The command line is kerasnets-toynet (kerasnets.cli.toynet).
 """
@@ -17,7 +18,7 @@ import csv
 import os
 from typing import Sequence
 
-from kerasnets import backprop, fileio, plots, workbook
+from kerasnets import backprop, backprop_page, fileio, plots, workbook
 
 THRESHOLD = workbook.THRESHOLD
 
@@ -50,7 +51,7 @@ def run_workbench(out_dir: str, net: backprop.ToyNet, lrs: Sequence[float], step
                   log_scale: bool = True) -> list[backprop.Run]:
     """Trains at every lr (checking hand = tape at each step), then writes the outputs.
 
-    Everything is computed before anything is written; the three files are
+    Everything is computed before anything is written; the four files are
     written into a scratch directory and moved into `out_dir` together.
     """
     runs = backprop.sweep(net, lrs, steps)
@@ -58,4 +59,5 @@ def run_workbench(out_dir: str, net: backprop.ToyNet, lrs: Sequence[float], step
         write_sweep_csv(os.path.join(scratch, "sweep.csv"), runs)
         plots.plot_lr_sweep(runs, os.path.join(scratch, "lr_sweep.png"), log_scale)
         workbook.write_workbook(os.path.join(scratch, "backprop.xlsx"), net, runs, log_scale)
+        backprop_page.write(os.path.join(scratch, backprop_page.PAGE_FILE), net, lrs, steps)
     return runs

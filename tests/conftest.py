@@ -1,6 +1,7 @@
 """Shared helpers for the tests."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -69,3 +70,32 @@ def help_texts():
         assert proc.returncode == 1 and proc.stdout, proc.stderr[-2000:]  # absl's --help exit
         texts[name] = proc.stdout.split("\nTry --helpfull")[0]
     return texts
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+WINDOW = (900, 620)  # the browser's size unless a test sets another (and restores it)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless chromium through its chromedriver (Selenium; nothing is downloaded)."""
+    if not (CHROMIUM and CHROMEDRIVER):
+        message = "Debian's chromium and chromium-driver are not installed"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (.ci/run installs them)")
+        pytest.skip(message + " (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", f"--window-size={WINDOW[0]},{WINDOW[1]}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()

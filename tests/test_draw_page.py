@@ -3,7 +3,6 @@ driven by Selenium; nothing is downloaded): three digits drawn with pointer even
 
 import math
 import os
-import shutil
 import time
 
 import numpy as np
@@ -15,37 +14,11 @@ from kerasnets.bench import serve_load as bench_serve
 
 import kerasnets
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-
 # Strokes in canvas pixels (the pad is 280 x 280).
 ONE = [[(140, 40), (140, 130), (140, 240)]]
 ZERO = [[(140 + 55 * math.sin(2 * math.pi * k / 24), 140 - 95 * math.cos(2 * math.pi * k / 24))
          for k in range(25)]]
 SEVEN = [[(70, 60), (140, 60), (210, 60)], [(210, 60), (180, 130), (150, 200), (130, 240)]]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (CHROMIUM and CHROMEDRIVER):
-        message = "Debian's chromium and chromium-driver are not installed"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (.ci/run installs them)")
-        pytest.skip(message + " (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--window-size=900,620"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,12 @@ from kerasnets import backprop, workbench
 from kerasnets.cli import command, toynet
 
 
-def test_command_writes_the_three_outputs_with_exact_values(tmp_path):
+def test_command_writes_the_four_outputs_with_exact_values(tmp_path):
     out = tmp_path / "run"
     proc = run_module("toynet", f"--out_dir={out}", "--lrs=0.5,2.0", "--steps=20", "--nolog_scale")
     assert proc.returncode == 0, proc.stderr
-    assert sorted(os.listdir(out)) == ["backprop.xlsx", "lr_sweep.png", "sweep.csv"]
+    assert sorted(os.listdir(out)) == ["backprop.html", "backprop.xlsx", "lr_sweep.png",
+                                       "sweep.csv"]
     assert (out / "lr_sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "backprop.xlsx").read_bytes()[:2] == b"PK"
 

@@ -155,6 +155,7 @@ def test_the_wheel_ships_the_package_with_its_recipes_and_page_only(built):
         names = zf.namelist()
     for shipped in ("kerasnets/recipes/default.flags", "kerasnets/recipes/smoke.flags",
                     "kerasnets/recipes/toynet.flags", "kerasnets/draw.html",
+                    "kerasnets/backprop.html",
                     "kerasnets/cli/train.py", "kerasnets/bench/serve_load.py"):
         assert shipped in names, shipped
     top_level = {name.split("/")[0] for name in names}
@@ -162,7 +163,8 @@ def test_the_wheel_ships_the_package_with_its_recipes_and_page_only(built):
     assert {t for t in top_level if not t.endswith(".dist-info")} == {"kerasnets"}
     with tarfile.open(sdist) as tf:
         in_sdist = {name.split("/", 1)[-1] for name in tf.getnames()}
-    assert {"flags/smoke.flags", "kerasnets/draw.html", "setup.cfg", "README.md"} <= in_sdist
+    assert {"flags/smoke.flags", "kerasnets/draw.html", "kerasnets/backprop.html", "setup.cfg",
+            "README.md"} <= in_sdist
 
 
 def test_the_installed_package_is_the_wheel_not_the_checkout(installed):
@@ -265,7 +267,7 @@ def test_toynet_writes_its_workbook_sweep_and_plot(installed):
     proc = installed.run("kerasnets-toynet", "--recipe=toynet", "--out_dir=toy")
     assert proc.returncode == 0, report(proc)
     assert proc.stdout.splitlines()[0].lstrip().startswith("lr"), proc.stdout
-    for name in ("backprop.xlsx", "sweep.csv", "lr_sweep.png"):
+    for name in ("backprop.xlsx", "sweep.csv", "lr_sweep.png", "backprop.html"):
         assert (installed.work / "toy" / name).is_file(), name
     assert error_lines(proc.stderr) == [], proc.stderr
 

@@ -3,8 +3,9 @@ r"""kerasnets-toynet: the backprop workbench (a 2-2-2 sigmoid network) on the co
 Trains the network by plain gradient descent at each learning rate of --lrs,
 checks the hand-derived chain-rule gradients against tf.GradientTape at every
 step, and writes into --out_dir: sweep.csv (every step's weights, forward pass,
-loss and gradients), lr_sweep.png (E_total against step) and backprop.xlsx (the
-same computation as live spreadsheet formulas, with charts).
+loss and gradients), lr_sweep.png (E_total against step), backprop.xlsx (the
+same computation as live spreadsheet formulas, with charts) and backprop.html (the
+network to edit and step in a browser, offline: every chain-rule factor's number).
 
   kerasnets-toynet --recipe=toynet --out_dir=runs/toynet
 """
@@ -97,7 +98,7 @@ def toynet(out_dir: str, net: setting.ToyNet, lrs: Sequence[float], steps: int,
     print(workbench.format_table(runs))
     print(f"hand-derived gradients = tf.GradientTape at every step (relative difference "
           f"<= {setting.GRADIENT_RTOL:g})")
-    for name in ("sweep.csv", "lr_sweep.png", "backprop.xlsx"):
+    for name in ("sweep.csv", "lr_sweep.png", "backprop.xlsx", "backprop.html"):
         print(f"wrote {os.path.join(os.path.abspath(out_dir), name)}")
     return 0
 
