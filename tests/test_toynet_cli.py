@@ -87,7 +87,8 @@ def test_overwrite_replaces_our_files_and_keeps_others(tmp_path):
     runs = workbench.run_workbench(str(tmp_path), backprop.ToyNet(), [1.0], 3)
     assert (tmp_path / "sweep.csv").read_text().startswith("lr,step,w1")
     assert (tmp_path / "notes.txt").read_text() == "mine\n"
-    assert sorted(os.listdir(tmp_path)) == ["backprop.xlsx", "lr_sweep.png", "notes.txt", "sweep.csv"]
+    assert sorted(os.listdir(tmp_path)) == ["backprop.html", "backprop.xlsx", "lr_sweep.png",
+                                            "notes.txt", "sweep.csv"]
     assert runs[0].rows.shape == (4, len(backprop.COLUMNS))
 
 
