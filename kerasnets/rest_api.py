@@ -3,8 +3,9 @@ r"""The exported model behind TensorFlow Serving's REST API, and a page to draw 
 The routes (kerasnets-serve's help lists them) are TensorFlow Serving's status,
 metadata and :predict paths with its request, response and error formats (errors
 as {"error": "..."} with a 4xx status), so a client written against this server
-works unchanged against TensorFlow Serving; plus `/` (the page) and `/draw` (a
-drawing, prepared exactly as kerasnets-predict prepares a file: kerasnets.images).
+works unchanged against TensorFlow Serving; plus `/` (the page), `/draw` (a
+drawing, prepared exactly as kerasnets-predict prepares a file: kerasnets.images)
+and `/inside` (the same, with what the network sees in it: kerasnets.inside).
 The served version is the watcher's newest (serving.ModelWatcher); a request in
 flight finishes on the version it started with. Inference runs in a worker
 thread, or on the event loop for a runtime whose call is shorter than the hop to
@@ -24,6 +25,7 @@ import importlib.resources
 import json
 import os
 import socket
+import threading
 from typing import Callable
 
 import numpy as np
@@ -34,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from kerasnets import errors, export, images, rest_formats, serving
+from kerasnets import errors, export, images, inside, rest_formats, serving
 
 
 class Batcher:
@@ -115,6 +117,8 @@ class Endpoints:
                  batcher: Batcher):
         self.watcher, self.model_name = watcher, model_name
         self.max_request_bytes, self.batcher = max_request_bytes, batcher
+        self.inside_for: tuple[str, inside.Inside] | None = None  # (version path, its view)
+        self.inside_lock = threading.Lock()
         page = importlib.resources.files("kerasnets").joinpath("draw.html").read_text("utf-8")
         self.page = page.replace("{{MODEL_NAME}}", model_name)
 
@@ -157,21 +161,54 @@ class Endpoints:
         return Response(json.dumps(rest_formats.format_predict_response(outputs, row)),
                         media_type="application/json")
 
-    async def draw(self, request: Request) -> Response:
+    async def drawing(self, request: Request) -> tuple[serving.ServedModel, np.ndarray]:
+        """The served version and the request's drawing (a PNG) brought to MNIST's form, as
+        kerasnets-predict prepares a file; a 400 for one that is not an image or is blank."""
         model = self.watcher.current
         if model is None:
             raise rest_formats.RequestError("no model loaded yet", 503)
         raw = await self.body(request)
-        loop = asyncio.get_running_loop()
         try:
-            digit = await loop.run_in_executor(
+            digit = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: images.to_mnist(images.decode_image(raw)))
         except images.ImageError as e:
             raise rest_formats.RequestError(f"drawing: {e}") from None
+        return model, digit
+
+    async def draw(self, request: Request) -> Response:
+        model, digit = await self.drawing(request)
         outputs = await self.batcher.predict(model, digit[None])
         return JSONResponse({"digit": int(outputs["classes"][0]),
                              "probabilities": outputs["probabilities"][0].tolist(),
                              "prepared": digit.tolist(), "version": str(model.version)})
+
+    async def inside(self, request: Request) -> Response:
+        """/draw's answer and what the network sees in the drawing (kerasnets.inside): each
+        conv block's feature maps, the occlusion saliency map and the layer table."""
+        model, digit = await self.drawing(request)
+        loop = asyncio.get_running_loop()
+        try:
+            view = await loop.run_in_executor(None, self.inside_view, model)
+        except inside.InsideUnavailableError as e:
+            raise rest_formats.RequestError(f"inside: {e}", 409) from None
+        batch = inside.occlusions(digit)  # the digit itself first: its prediction
+        outputs = await self.batcher.predict(model, batch)
+        digit_class = int(outputs["classes"][0])
+        maps = await loop.run_in_executor(None, view.feature_maps, digit)
+        values = inside.saliency(outputs["probabilities"], digit_class)
+        return Response(json.dumps({
+            "digit": digit_class, "probabilities": outputs["probabilities"][0].tolist(),
+            "prepared": digit.tolist(), "version": str(model.version), "layers": view.layers,
+            "feature_maps": [m.tolist() for m in maps],
+            "saliency": {"method": "occlusion", "patch": inside.PATCH, "of": "log-odds",
+                         "values": values.tolist()}}), media_type="application/json")
+
+    def inside_view(self, model: serving.ServedModel) -> inside.Inside:
+        """The served version's LiteRT file opened for the inside view (once per version)."""
+        with self.inside_lock:
+            if self.inside_for is None or self.inside_for[0] != model.path:
+                self.inside_for = (model.path, inside.Inside(model.path))
+            return self.inside_for[1]
 
     async def index(self, request: Request) -> Response:
         return HTMLResponse(self.page)
@@ -186,6 +223,7 @@ class Endpoints:
             Route(f"{model}{version}", self.status, methods=["GET"]),
             Route(model, self.status, methods=["GET"]),
             Route("/draw", self.draw, methods=["POST"]),
+            Route("/inside", self.inside, methods=["POST"]),
             Route("/", self.index, methods=["GET"]),
         ]
 

@@ -2,6 +2,7 @@
 whether requests are batched together or not."""
 
 import http.client
+import io
 import json
 import os
 import subprocess
@@ -149,6 +150,9 @@ def test_predict_and_serve_on_a_light_runtime_never_load_tensorflow(every_format
             drawing = (tmp_path / "seven.png").read_bytes()
             status, drawn = serve_load.post(connection, "/draw", drawing, "image/png")
             assert status == 200 and drawn["digit"] == expected, drawn
+            status, seen = serve_load.post(connection, "/inside", drawing, "image/png")
+            assert status == 200 and seen["digit"] == expected, seen.get("error")
+            assert [len(maps) for maps in seen["feature_maps"]] == [8, 16, 16, 16, 12]
             connection.request("GET", "/v1/models/mnist/metadata")
             metadata = json.loads(connection.getresponse().read())
             signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
@@ -156,3 +160,29 @@ def test_predict_and_serve_on_a_light_runtime_never_load_tensorflow(every_format
         finally:
             connection.close()
     assert loaded_heavy_modules(tmp_path / "serve.json") == []  # written as the server stopped
+
+
+def test_the_inside_view_of_a_version_without_a_litert_file_says_what_it_needs(smoke_run,
+                                                                               real_mnist,
+                                                                               tmp_path):
+    from PIL import Image
+
+    base = tmp_path / "mnist"
+    export.export_version(kerasnets.load_model(str(smoke_run[0] / "model.keras")), str(base),
+                          formats=("saved_model", "onnx"))
+    (_, _), (x_test, _) = real_mnist[0]
+    drawing = io.BytesIO()
+    Image.fromarray(x_test[0]).save(drawing, "PNG")
+    with serve_load.running_server(str(base), "--runtime=onnx") as url:
+        host, port = url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        try:
+            status, answer = serve_load.post(connection, "/inside", drawing.getvalue(), "image/png")
+            assert (status, answer) == (409, {"error": (
+                "inside: the feature maps are read from the version's model.tflite (LiteRT, "
+                "float), which this version has not: export it with kerasnets-export (its "
+                "default formats include it)")})
+            status, drawn = serve_load.post(connection, "/draw", drawing.getvalue(), "image/png")
+            assert status == 200 and drawn["digit"] == 7  # the rest still answers
+        finally:
+            connection.close()

@@ -13,6 +13,8 @@ one works with the other:
   POST /v1/models/mnist/versions/1:predict     the same, naming the version
   GET  /                                       a page to draw a digit
   POST /draw                                   a PNG of a drawing -> the digit
+  POST /inside                                 the same, and what the network sees in
+                                               it: feature maps, saliency, layer table
 
 It binds 127.0.0.1 unless --host says otherwise and refuses bodies over
 --max_request_bytes with 413.
