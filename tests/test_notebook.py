@@ -66,8 +66,8 @@ def test_the_tour_runs_top_to_bottom_and_computes_the_right_things(real_mnist, t
     assert tour["final_test_accuracy"] >= 0.85
     assert tour["signature_equals_keras"] is True
     assert tour["drawn_digit"] == tour["drawn_digit_keras"]
-    assert sorted(os.listdir(tmp_path)) == ["backprop.xlsx", "lr_sweep.png", "model",
-                                            "savedmodels", "sweep.csv", "tour.ipynb"]
+    assert sorted(os.listdir(tmp_path)) == ["backprop.html", "backprop.xlsx", "lr_sweep.png",
+                                            "model", "savedmodels", "sweep.csv", "tour.ipynb"]
 
 
 def test_the_committed_tour_is_a_full_run_top_to_bottom():
