@@ -86,9 +86,16 @@ def differences_text(old: TrainConfig, new: TrainConfig) -> tuple[str, str] | No
 
 def problem(model_dir: str, config: TrainConfig, overwrite: bool) -> str | None:
     """Why `config` may not train into `model_dir` (one line), or None if it may."""
-    if overwrite or not os.path.isdir(model_dir):
+    if not os.path.isdir(model_dir):
         return None
     where = os.path.abspath(model_dir)
+    if not holds_run(model_dir):  # a run would write these names over, or later remove them
+        taken = [name for name in RUN_FILES if os.path.lexists(os.path.join(model_dir, name))]
+        return taken and (f"--model_dir: {where} holds {', '.join(taken)} but no kerasnets "
+                          f"run (no {RECIPE_FILE}); a run writes those names: move them, or "
+                          "choose another directory")
+    if overwrite:
+        return None
     if os.path.isfile(os.path.join(model_dir, "results.json")):
         return (f"--model_dir: {where} holds a finished run; pass --overwrite to replace it, "
                 "or choose another directory")

@@ -58,14 +58,25 @@ def test_a_backup_without_a_recorded_recipe_is_not_resumed_under_a_guess(tmp_pat
     assert sorted(os.listdir(tmp_path)) == [run_dir.RECIPE_FILE]
 
 
-def test_overwrite_takes_nothing_from_a_directory_that_holds_no_run(tmp_path):
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_users_files_with_a_runs_names_are_refused_never_taken(tmp_path, overwrite):
     (tmp_path / "backup").mkdir()
     (tmp_path / "backup" / "mine.txt").write_text("a user's file")
     (tmp_path / "tensorboard").mkdir()
-    lines = []
-    run_dir.start(str(tmp_path), SMOKE, overwrite=True, log=lines.append)
-    assert lines == [] and (tmp_path / "backup" / "mine.txt").read_text() == "a user's file"
-    assert (tmp_path / "tensorboard").is_dir()
+    (tmp_path / "notes.txt").write_text("mine too")
+    with pytest.raises(run_dir.RunDirError) as refused:
+        run_dir.start(str(tmp_path), SMOKE, overwrite=overwrite, log=print)
+    assert str(refused.value) == (
+        f"--model_dir: {tmp_path} holds tensorboard, backup but no kerasnets run (no "
+        "recipe.json); a run writes those names: move them, or choose another directory")
+    assert sorted(os.listdir(tmp_path)) == ["backup", "notes.txt", "tensorboard"]
+    assert (tmp_path / "backup" / "mine.txt").read_text() == "a user's file"
+
+
+def test_a_directory_of_other_files_takes_a_run(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    run_dir.start(str(tmp_path), SMOKE, overwrite=True, log=print)
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt", run_dir.RECIPE_FILE]
 
 
 def test_a_finished_run_is_kept_unless_overwrite(tmp_path):
