@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import json
+import math
 from typing import Sequence
 
 from kerasnets.toynet import ToyNet
@@ -27,12 +28,20 @@ STEP_LR = 0.5  # the page's own learning rate to step with, at first (the course
 
 
 def render(net: ToyNet, lrs: Sequence[float], steps: int, lr: float = STEP_LR) -> str:
-    """The page's HTML for `net`, with the study's learning rates and steps."""
-    settings = dict(dataclasses.asdict(net), weights=list(net.weights), lrs=list(lrs),
-                    steps=steps, lr=lr)
+    """The page's HTML for `net`, with the study's learning rates and steps (ValueError for
+    a learning rate that is not a finite number > 0, or steps not an integer >= 1)."""
+    rates = [float(r) for r in [*lrs, lr]]
+    if not all(math.isfinite(r) and r > 0 for r in rates) or not lrs:
+        raise ValueError(f"learning rates must be finite numbers > 0, got {list(lrs)} and {lr}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    settings = dict(dataclasses.asdict(net), weights=list(net.weights), lrs=rates[:-1],
+                    steps=steps, lr=rates[-1])
     page = importlib.resources.files("kerasnets").joinpath(PAGE_FILE).read_text("utf-8")
-    # Inside <script>: "</" would end the element early.
-    return page.replace("{{SETTINGS}}", json.dumps(settings).replace("</", "<\\/"))
+    # JSON numbers only (no NaN: the page would not parse it); inside <script>, "</" would
+    # end the element early.
+    text = json.dumps(settings, allow_nan=False).replace("</", "<\\/")
+    return page.replace("{{SETTINGS}}", text)
 
 
 def write(path: str, net: ToyNet, lrs: Sequence[float], steps: int,

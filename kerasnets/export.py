@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import importlib.util
 import json
 import os
 import re
@@ -231,7 +232,9 @@ def read_signature_def(version_dir: str) -> dict:
             return json.load(f)
     try:
         return signature_def(version_dir)
-    except ImportError:
+    except ModuleNotFoundError as e:
+        if not (e.name or "").startswith("tensorflow") or importlib.util.find_spec("tensorflow"):
+            raise
         raise errors.ModelFileError(
             f"{version_dir} has no {SIGNATURE_FILE} and TensorFlow is not installed to read "
             "saved_model.pb; export the model again (kerasnets-export writes the file)") from None

@@ -21,7 +21,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import warnings
 
 import numpy as np
 
@@ -108,11 +107,9 @@ def decode_image(raw: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
     _check_size(image_size(raw[:JPEG_HEADER_BYTES]), max_pixels)
     try:
-        with warnings.catch_warnings():  # the size is checked here, against max_pixels
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(raw), formats=FORMATS) as image:
-                _check_size(image.size, max_pixels)  # a header image_size does not read
-                pixels = _unit_pixels(image)
+        with Image.open(io.BytesIO(raw), formats=FORMATS) as image:
+            _check_size(image.size, max_pixels)  # a header image_size does not read
+            pixels = _unit_pixels(image)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
         raise ImageError("cannot decode: not a PNG, JPEG, GIF or BMP image, or corrupt") from None
     if pixels.shape[-1] in (2, 4):  # with alpha: composite onto a white page

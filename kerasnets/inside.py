@@ -1,28 +1,29 @@
 """What the network sees in one digit: each conv block's feature maps, a saliency map and the
 layer table, for the draw page.
 
-The feature maps and the layer table are read from the version's float LiteRT file
-(`model.tflite`, in every version kerasnets-export writes by default), whatever runtime
-serves the version: a LiteRT interpreter that keeps every intermediate tensor runs the
+Everything here is read from the version's float LiteRT file (`model.tflite`, in
+every version kerasnets-export writes by default), whatever runtime serves the
+version, with interpreters of its own (the serving one is never resized or held), and
+without TensorFlow. A LiteRT interpreter that keeps every intermediate tensor runs the
 digit, and each CONV_2D op's output is a conv block's maps after its activation (the
-converter fuses the ReLU into the conv, and a BatchNorm before it into the conv's
-weights). The layer table is that file's ops with their output shapes, the parameters
-the file holds for each (BatchNorm folded in) and each output's receptive field on the
-28x28 input. No TensorFlow is loaded.
+converter fuses the ReLU into the conv, and a BatchNorm before the ReLU into the conv's
+weights; the `seed` model's BatchNorm comes after its ReLU and stays an op of its own).
+The layer table is that file's ops with their output shapes, the parameters the file
+holds for each and each output's receptive field on the 28x28 input.
 
 The saliency map is occlusion (Zeiler and Fergus, 2014): a PATCH x PATCH square of the
 digit is set to 0 (no ink) at every position, all those images are classified in one
-batch by the runtime that serves the version, and each pixel gets the mean drop of the
-predicted class's log-odds over the squares that cover it. Occlusion rather than
-gradients because it needs forward passes only, so it is the same for every runtime
-(ONNX Runtime and LiteRT have no gradients) and it measures the served model itself;
-positive where ink held the answer up, negative where ink spoke against it.
+batch, and each pixel gets the mean drop of the predicted class's log-odds over the
+squares that cover it. Occlusion rather than gradients because it needs forward passes
+only: the same for every file a version holds (ONNX Runtime and LiteRT have no
+gradients) and no TensorFlow; positive where ink held the answer up, negative where ink
+spoke against it.
 """
 
 from __future__ import annotations
 
+import os
 import threading
-import warnings
 
 import numpy as np
 
@@ -33,8 +34,8 @@ PATCH = 4
 PLUMBING = ("EXPAND_DIMS", "CAST", "ARG_MAX")
 
 
-class InsideUnavailableError(errors.KerasnetsError, FileNotFoundError):
-    """The version has no model.tflite to read the feature maps from."""
+class InsideUnavailableError(errors.KerasnetsError, ValueError):
+    """The version has no readable model.tflite to read the feature maps from."""
 
 
 def _op_names() -> dict[int, str]:
@@ -51,20 +52,34 @@ class Inside:
         from ai_edge_litert.interpreter import Interpreter
 
         path = runtimes.file_path(version_dir, "litert")
-        try:
-            with open(path, "rb") as f:
-                model = schema.ModelT.InitFromPackedBuf(f.read(), 0)
-        except FileNotFoundError:
+        if not os.path.isfile(path):
             raise InsideUnavailableError(
                 f"the feature maps are read from the version's {runtimes.FILES['litert']} "
                 "(LiteRT, float), which this version has not: export it with kerasnets-export "
-                "(its default formats include it)") from None
-        with warnings.catch_warnings():  # "intended for debugging": here, that is the point
-            warnings.simplefilter("ignore", UserWarning)
+                "(its default formats include it)")
+        try:
+            with open(path, "rb") as f:
+                model = schema.ModelT.InitFromPackedBuf(f.read(), 0)
+            # (LiteRT warns that keeping every tensor is for debugging: here, that is the point)
             self.interpreter = Interpreter(model_path=path, experimental_preserve_all_tensors=True)
-        self.runner = self.interpreter.get_signature_runner(runtimes.SIGNATURE)
+            self.runner = self.interpreter.get_signature_runner(runtimes.SIGNATURE)
+            self.predict = runtimes.load(version_dir, "litert")  # for occlusion batches
+            self.layers, self.map_tensors = _layer_table(model)
+        except (ValueError, RuntimeError, IndexError, AttributeError, errors.KerasnetsError) as e:
+            raise InsideUnavailableError(f"cannot read {path} for the feature maps: {e}") from None
         self.lock = threading.Lock()
-        self.layers, self.map_tensors = _layer_table(model)
+
+    def look(self, digit: np.ndarray) -> dict:
+        """What the network sees in one uint8 [28, 28] digit, as JSON values: the model's
+        probabilities and class, each conv block's maps ([channels][h][w]), the occlusion
+        saliency ([28][28]) and the layer table."""
+        probabilities = self.predict(occlusions(digit))["probabilities"]
+        digit_class = int(np.argmax(probabilities[0]))
+        return {"digit": digit_class, "probabilities": probabilities[0].tolist(),
+                "layers": self.layers,
+                "feature_maps": [m.tolist() for m in self.feature_maps(digit)],
+                "saliency": {"method": "occlusion", "patch": PATCH, "of": "log-odds",
+                             "values": saliency(probabilities, digit_class).tolist()}}
 
     def feature_maps(self, digit: np.ndarray) -> list[np.ndarray]:
         """Each conv block's maps after its activation for one uint8 [28, 28] digit, as
@@ -128,8 +143,9 @@ def _parameters(op, graph, model) -> int:
         if index < 0:
             continue
         tensor = graph.tensors[index]
-        if model.buffers[tensor.buffer].data is not None and tensor.type != INT32:  # no axes
-            total += int(np.prod(tensor.shape)) if len(tensor.shape) else 1
+        if (model.buffers[tensor.buffer].data is not None and tensor.type != INT32
+                and len(tensor.shape)):  # not axes, shapes or scalar constants
+            total += int(np.prod(tensor.shape))
     return total
 
 
@@ -153,7 +169,8 @@ def saliency(probabilities: np.ndarray, digit_class: int, patch: int = PATCH,
     move."""
     p = np.asarray(probabilities, np.float64)
     others = np.delete(p, digit_class, axis=1).sum(axis=1)
-    odds = np.log(np.maximum(p[:, digit_class], 1e-300)) - np.log(np.maximum(others, 1e-300))
+    tiny = np.finfo(np.float32).tiny  # a probability that underflowed to 0 counts as this
+    odds = np.log(np.maximum(p[:, digit_class], tiny)) - np.log(np.maximum(others, tiny))
     drop, cover = np.zeros((size, size)), np.zeros((size, size))
     for k, (r, c) in enumerate(_corners(size, patch), start=1):
         drop[r:r + patch, c:c + patch] += odds[0] - odds[k]

@@ -183,28 +183,24 @@ class Endpoints:
                              "prepared": digit.tolist(), "version": str(model.version)})
 
     async def inside(self, request: Request) -> Response:
-        """/draw's answer and what the network sees in the drawing (kerasnets.inside): each
-        conv block's feature maps, the occlusion saliency map and the layer table."""
+        """What the network sees in a drawing (kerasnets.inside): the float LiteRT file's
+        answer, each conv block's feature maps, the occlusion saliency and the layer table;
+        computed in a worker thread by interpreters of its own, so serving never waits."""
         model, digit = await self.drawing(request)
-        loop = asyncio.get_running_loop()
+
+        def answer() -> str:
+            seen = self.inside_view(model).look(digit)
+            return json.dumps({**seen, "prepared": digit.tolist(), "version": str(model.version)})
+
         try:
-            view = await loop.run_in_executor(None, self.inside_view, model)
+            text = await asyncio.get_running_loop().run_in_executor(None, answer)
         except inside.InsideUnavailableError as e:
             raise rest_formats.RequestError(f"inside: {e}", 409) from None
-        batch = inside.occlusions(digit)  # the digit itself first: its prediction
-        outputs = await self.batcher.predict(model, batch)
-        digit_class = int(outputs["classes"][0])
-        maps = await loop.run_in_executor(None, view.feature_maps, digit)
-        values = inside.saliency(outputs["probabilities"], digit_class)
-        return Response(json.dumps({
-            "digit": digit_class, "probabilities": outputs["probabilities"][0].tolist(),
-            "prepared": digit.tolist(), "version": str(model.version), "layers": view.layers,
-            "feature_maps": [m.tolist() for m in maps],
-            "saliency": {"method": "occlusion", "patch": inside.PATCH, "of": "log-odds",
-                         "values": values.tolist()}}), media_type="application/json")
+        return Response(text, media_type="application/json")
 
     def inside_view(self, model: serving.ServedModel) -> inside.Inside:
-        """The served version's LiteRT file opened for the inside view (once per version)."""
+        """The served version's LiteRT file opened for the inside view (once per version;
+        one look at a time)."""
         with self.inside_lock:
             if self.inside_for is None or self.inside_for[0] != model.path:
                 self.inside_for = (model.path, inside.Inside(model.path))

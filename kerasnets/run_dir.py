@@ -91,9 +91,11 @@ def problem(model_dir: str, config: TrainConfig, overwrite: bool) -> str | None:
     where = os.path.abspath(model_dir)
     if not holds_run(model_dir):  # a run would write these names over, or later remove them
         taken = [name for name in RUN_FILES if os.path.lexists(os.path.join(model_dir, name))]
-        return taken and (f"--model_dir: {where} holds {', '.join(taken)} but no kerasnets "
-                          f"run (no {RECIPE_FILE}); a run writes those names: move them, or "
-                          "choose another directory")
+        if taken:
+            return (f"--model_dir: {where} holds {', '.join(taken)} but no kerasnets run (no "
+                    f"{RECIPE_FILE}); a run writes those names: move them, or choose another "
+                    "directory")
+        return None
     if overwrite:
         return None
     if os.path.isfile(os.path.join(model_dir, "results.json")):

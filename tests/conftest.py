@@ -7,7 +7,9 @@ import sys
 
 import pytest
 from kerasnets import recipe, training
-from kerasnets.cli import COMMANDS  # noqa: F401 -- the commands the tests run
+from kerasnets.bench.startup import commands
+
+COMMANDS = tuple(commands())  # kerasnets-NAME for each NAME: the installed console scripts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)

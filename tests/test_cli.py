@@ -26,6 +26,11 @@ OWN_FLAGS = {
 TAKES_RECIPES = ("train", "sweep", "bench")
 
 
+def test_the_commands_are_the_installed_console_scripts():
+    assert sorted(COMMANDS) == ["bench", "data", "export", "predict", "serve", "sweep", "toynet",
+                                "train"]
+
+
 @pytest.mark.parametrize("name", COMMANDS)
 def test_help_describes_the_command_and_lists_its_flags(help_texts, name):
     text = help_texts[name]

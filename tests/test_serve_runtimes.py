@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from PIL import Image
 from kerasnets import export, runtimes
 from kerasnets.bench import serve_load
 
@@ -90,6 +91,18 @@ def test_sixteen_concurrent_clients_each_get_their_own_digits_answer(every_forma
     with serve_load.running_server(str(every_format_base), f"--runtime={runtime}",
                                    f"--batching={str(batching).lower()}") as url:
         found = own_answers(url, digits, expected)
+        if batching:  # what the network sees, beside this runtime
+            drawing = io.BytesIO()
+            Image.fromarray(digits[0]).save(drawing, "PNG")
+            host, port = url.removeprefix("http://").split(":")
+            connection = http.client.HTTPConnection(host, int(port), timeout=60)
+            try:
+                status, seen = serve_load.post(connection, "/inside", drawing.getvalue(),
+                                               "image/png")
+            finally:
+                connection.close()
+            assert status == 200, seen
+            assert [len(maps) for maps in seen["feature_maps"]] == [8, 16, 16, 16, 12]
     assert [len(answers) for answers in found] == [REQUESTS_PER_CLIENT] * CLIENTS
     answers = [(i, got) for i, client in enumerate(found) for got in client]
     wrong = [got for i, got in answers if got != i]
@@ -122,8 +135,6 @@ def loaded_heavy_modules(path) -> list[str]:
 @pytest.mark.parametrize("runtime", ["onnx", "litert", "litert_int8"])
 def test_predict_and_serve_on_a_light_runtime_never_load_tensorflow(every_format_base, real_mnist,
                                                                    tmp_path, runtime):
-    from PIL import Image
-
     (_, _), (x_test, _) = real_mnist[0]
     Image.fromarray(x_test[0]).save(tmp_path / "seven.png")
     version = str(every_format_base / "1")
@@ -165,8 +176,6 @@ def test_predict_and_serve_on_a_light_runtime_never_load_tensorflow(every_format
 def test_the_inside_view_of_a_version_without_a_litert_file_says_what_it_needs(smoke_run,
                                                                                real_mnist,
                                                                                tmp_path):
-    from PIL import Image
-
     base = tmp_path / "mnist"
     export.export_version(kerasnets.load_model(str(smoke_run[0] / "model.keras")), str(base),
                           formats=("saved_model", "onnx"))

@@ -12,9 +12,6 @@ starts it (help, --recipe, the one error exit).
 
 import os
 
-# Every console script's module, in the order the help above lists them.
-COMMANDS = ("train", "export", "predict", "serve", "sweep", "bench", "toynet", "data")
-
 # TensorFlow's C++ info and warning logs (per-op notices during training) bury the
 # commands' own output. Quiet by default for the commands (the library leaves the
 # environment alone); set the variable yourself to see them.

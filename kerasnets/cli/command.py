@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from typing import Callable, Sequence
@@ -92,8 +93,8 @@ def with_error_exit(main: Callable[[list[str]], int]) -> Callable[[list[str]], i
             return fail(str(e), e.exit_status, main.__module__)
         except ModuleNotFoundError as e:
             package = (e.name or "").partition(".")[0]
-            if package not in FULL_INSTALL_ONLY:
-                raise
+            if package not in FULL_INSTALL_ONLY or importlib.util.find_spec(package):
+                raise  # another package, or one installed but broken: its own traceback
             return fail(f"this needs {package}, which is not installed: the serving install "
                         "(requirements-serving.txt) runs exported versions with --runtime=litert, "
                         "litert_int8 or onnx; install kerasnets with its dependencies for the rest",
