@@ -30,8 +30,9 @@ import numpy as np
 from kerasnets import errors, runtimes
 
 PATCH = 4
-# Plumbing around the network proper: not rows of the layer table.
-PLUMBING = ("EXPAND_DIMS", "CAST", "ARG_MAX")
+# Plumbing around the network proper (the uint8 input made a float batch of maps): not
+# rows of the layer table.
+PLUMBING = ("EXPAND_DIMS", "CAST")
 
 
 class InsideUnavailableError(errors.KerasnetsError, ValueError):
@@ -91,7 +92,10 @@ class Inside:
 
 
 def _layer_table(model) -> tuple[list[dict], list[int]]:
-    """(rows of the layer table, the tensor index of each conv block's output)."""
+    """(rows of the layer table, the tensor index of each conv block's output): the ops on
+    the float data path (not the plumbing, nor the int32 arithmetic of shapes)."""
+    from ai_edge_litert import schema_py_generated as schema
+
     names = _op_names()
     graph = model.subgraphs[0]
     rows, maps = [], []
@@ -102,13 +106,14 @@ def _layer_table(model) -> tuple[list[dict], list[int]]:
     for op in graph.operators:
         code = model.operatorCodes[op.opcodeIndex]
         kind = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
-        if kind in PLUMBING:
+        if kind in PLUMBING or graph.tensors[op.outputs[0]].type != schema.TensorType.FLOAT32:
             continue
         shape = [int(d) for d in graph.tensors[op.outputs[0]].shape[1:]]
         options = op.builtinOptions
         kernel = _kernel(kind, op, graph, options)
-        if len(shape) == 3 and field is not None:  # a map: its stride is the op's own, or (a reshape to
-            # space-to-depth, an elementwise op) how much smaller it is than the last map
+        if len(shape) == 3 and field is not None:
+            # a map: its stride is the op's own, or (a reshape to space-to-depth, an
+            # elementwise op) how much smaller it is than the last map
             stride = getattr(options, "strideH", None) or max(1, round(height / shape[0]))
             field, jump = field + ((kernel or stride) - 1) * jump, jump * stride
             height = shape[0]
