@@ -121,7 +121,7 @@ def keras_feature_maps(model, digit) -> list[np.ndarray]:
     import keras
 
     relus = [layer.output for layer in model.layers if isinstance(layer, keras.layers.ReLU)]
-    outputs = keras.Model(model.inputs, relus)(np.asarray(digit, np.float32)[None, ..., None])
+    outputs = keras.Model(model.inputs, relus)([np.asarray(digit, np.float32)[None, ..., None]])
     return [np.transpose(np.asarray(o)[0], (2, 0, 1)) for o in outputs]
 
 

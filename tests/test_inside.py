@@ -34,7 +34,7 @@ def test_each_models_conv_blocks_and_receptive_fields(name, real_mnist, tmp_path
     (_, _), (x_test, _) = real_mnist[0]
     probe = keras.Model(model.inputs, conv_block_outputs(model))
     for digit in x_test[:3]:
-        expected = probe(np.asarray(digit, np.float32)[None, ..., None])
+        expected = probe([np.asarray(digit, np.float32)[None, ..., None]])  # its one input
         got = view.feature_maps(digit)
         assert len(got) == len(expected) == len(RECEPTIVE_FIELDS[name])
         for g, e in zip(got, expected):
