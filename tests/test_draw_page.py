@@ -149,6 +149,11 @@ def test_a_stroke_shows_the_conv_blocks_maps_of_the_keras_model(browser, smoke_s
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
     shown = browser.execute_script("return document.querySelectorAll('#maps canvas').length")
     assert shown == sum(m.shape[0] for m in expected) == 8 + 16 + 16 + 16 + 12
+    unlabelled = browser.execute_script(  # every drawing on the page says what it shows
+        "return [...document.querySelectorAll('canvas')].filter(c => !c.getAttribute('aria-label')"
+        " || c.getAttribute('role') !== 'img').length")
+    assert unlabelled == 0 and browser.execute_script(
+        "return document.querySelectorAll('[tabindex]').length") == 0
     # The layer table: the LiteRT file's ops, the conv blocks' shapes and receptive fields
     # as kerasnets.models documents them for `default`.
     convs = [layer for layer in result["layers"] if layer["op"] == "CONV_2D"]
