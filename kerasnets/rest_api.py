@@ -199,8 +199,7 @@ class Endpoints:
         return Response(text, media_type="application/json")
 
     def inside_view(self, model: serving.ServedModel) -> inside.Inside:
-        """The served version's LiteRT file opened for the inside view (once per version;
-        one look at a time)."""
+        """The served version's LiteRT file opened for the inside view (once per version)."""
         with self.inside_lock:
             if self.inside_for is None or self.inside_for[0] != model.path:
                 self.inside_for = (model.path, inside.Inside(model.path))
