@@ -185,3 +185,11 @@ def test_a_long_study_still_draws_every_curve(browser, tmp_path):
 def test_a_setting_the_page_cannot_hold_is_refused(lrs, steps):
     with pytest.raises(ValueError):
         backprop_page.render(toynet.ToyNet(), lrs, steps)
+
+
+def test_a_target_that_makes_the_loss_infinite_keeps_the_page_working(page):
+    edit(page, "t1", "1e300")  # E1 = ½(1e300 − a_o1)² overflows: no finite loss to scale by
+    assert page.find_element("id", "status").text.startswith("step 0: E_total = Infinity")
+    edit(page, "t1", "0.01")
+    click(page, "step1")
+    assert_shows(page, expected(toynet.ToyNet(), backprop_page.STEP_LR, 1))
