@@ -57,7 +57,7 @@ def settled(driver, strokes: int, timeout: float = 20) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = driver.execute_script(
-            "return {strokes: Number(document.body.dataset.strokes || 0), busy: inFlight || again,"
+            "return {strokes: Number(document.body.dataset.strokes || 0), busy: classify.pending(),"
             " digit: document.getElementById('digit').textContent,"
             " bars: [...document.querySelectorAll('#bars .bar')].map("
             "   b => Number(b.dataset.probability)),"
@@ -65,7 +65,7 @@ def settled(driver, strokes: int, timeout: float = 20) -> dict:
             " png: document.getElementById('pad').toDataURL('image/png')};")
         if state["strokes"] >= strokes and not state["busy"] and state["digit"].strip():
             time.sleep(0.2)  # a last request may have been queued by the final pointerup
-            again = driver.execute_script("return inFlight || again;")
+            again = driver.execute_script("return classify.pending();")
             if not again:
                 return state
         time.sleep(0.05)
@@ -110,7 +110,7 @@ def looked(driver, timeout: float = 30) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if driver.execute_script("return Number(document.body.dataset.insides || 0) > 0 "
-                                 "&& !looking && !lookAgain"):
+                                 "&& !look.pending()"):
             return driver.execute_script("return window.kerasnetsInside")
         time.sleep(0.05)
     raise AssertionError("the page showed no inside view")
