@@ -178,14 +178,11 @@ def test_a_stroke_shows_the_conv_blocks_maps_of_the_keras_model(browser, smoke_s
     (b"not a png", "drawing: cannot decode: not a PNG, JPEG, GIF or BMP image, or corrupt"),
 ])
 def test_a_blank_or_malformed_drawing_gets_a_json_400(smoke_server, body, error):
-    import http.client
     import json
-    import urllib.parse
 
     if body == "blank":
         body = tf.io.encode_png(np.full((50, 50, 1), 255, np.uint8)).numpy()
-    url = urllib.parse.urlsplit(smoke_server)
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    connection = bench_serve.connect(smoke_server)
     try:
         connection.request("POST", "/inside", body=body, headers={"Content-Type": "image/png"})
         response = connection.getresponse()

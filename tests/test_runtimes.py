@@ -188,7 +188,6 @@ def test_the_watcher_swaps_to_a_new_version_in_every_runtime(version, tmp_path, 
 
 def test_every_runtime_serves_the_same_answers_and_errors(version, real_mnist, tmp_path):
     """The same requests to a kerasnets-serve of each runtime, one after the other."""
-    import http.client
     import json
 
     from kerasnets.bench import serve_load
@@ -201,7 +200,7 @@ def test_every_runtime_serves_the_same_answers_and_errors(version, real_mnist, t
     answers = {}
     for runtime in runtimes.RUNTIMES:
         with serve_load.running_server(str(base), f"--runtime={runtime}") as url:
-            connection = http.client.HTTPConnection(url.split("//")[1], timeout=60)
+            connection = serve_load.connect(url)
             try:
                 answers[runtime] = [serve_load.post(connection, "/v1/models/mnist:predict", body)
                                     for body in (good, bad)]

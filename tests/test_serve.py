@@ -48,9 +48,8 @@ def digits(real_mnist):
 
 
 def connect(url):
-    parts = urllib.parse.urlsplit(url)
-    assert parts.hostname == "127.0.0.1"
-    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    assert urllib.parse.urlsplit(url).hostname == "127.0.0.1"
+    return bench_serve.connect(url)
 
 
 def request(url, method, path, body=None, content_type="application/json"):

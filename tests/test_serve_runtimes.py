@@ -45,8 +45,7 @@ def own_answers(url: str, digits: np.ndarray, expected: np.ndarray) -> list[list
 
     def client(i: int):
         body = json.dumps({"instances": digits[i:i + 1].tolist()}).encode()
-        host, port = url.removeprefix("http://").split(":")
-        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        connection = serve_load.connect(url)
         start.wait(timeout=60)
         try:
             for _ in range(REQUESTS_PER_CLIENT):
@@ -94,8 +93,7 @@ def test_sixteen_concurrent_clients_each_get_their_own_digits_answer(every_forma
         if batching:  # what the network sees, beside this runtime
             drawing = io.BytesIO()
             Image.fromarray(digits[0]).save(drawing, "PNG")
-            host, port = url.removeprefix("http://").split(":")
-            connection = http.client.HTTPConnection(host, int(port), timeout=60)
+            connection = serve_load.connect(url)
             try:
                 status, seen = serve_load.post(connection, "/inside", drawing.getvalue(),
                                                "image/png")
@@ -152,8 +150,7 @@ def test_predict_and_serve_on_a_light_runtime_never_load_tensorflow(every_format
     command = (sys.executable, "-c", _REPORTING_LOADED_MODULES, "kerasnets.cli.serve")
     with serve_load.running_server(str(every_format_base), f"--runtime={runtime}",
                                    command=command, env=env) as url:
-        host, port = url.removeprefix("http://").split(":")
-        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        connection = serve_load.connect(url)
         try:
             body = json.dumps({"instances": x_test[:1].tolist()}).encode()
             status, answer = serve_load.post(connection, PREDICT, body)
@@ -183,8 +180,7 @@ def test_the_inside_view_of_a_version_without_a_litert_file_says_what_it_needs(s
     drawing = io.BytesIO()
     Image.fromarray(x_test[0]).save(drawing, "PNG")
     with serve_load.running_server(str(base), "--runtime=onnx") as url:
-        host, port = url.removeprefix("http://").split(":")
-        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        connection = serve_load.connect(url)
         try:
             status, answer = serve_load.post(connection, "/inside", drawing.getvalue(), "image/png")
             assert (status, answer) == (409, {"error": (

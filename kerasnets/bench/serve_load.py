@@ -105,6 +105,13 @@ def _drain(stream) -> None:
         pass
 
 
+def connect(url: str, timeout: float = 60) -> http.client.HTTPConnection:
+    """A keep-alive connection to a server's base URL (http://host:port, as the start line
+    prints it)."""
+    parts = urllib.parse.urlsplit(url)
+    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+
+
 def post(connection: http.client.HTTPConnection, path: str, body: bytes,
          content_type: str = "application/json") -> tuple[int, dict]:
     """One POST on a keep-alive connection: (status, parsed JSON body)."""
@@ -116,14 +123,13 @@ def post(connection: http.client.HTTPConnection, path: str, body: bytes,
 def load(url: str, path: str, body: bytes, requests: int, concurrency: int,
          images_per_request: int = 1) -> dict:
     """`requests` POSTs of `body` to `url + path` from `concurrency` threads."""
-    host = urllib.parse.urlsplit(url)
     latencies: list[float] = []
     errors = [0]
     next_request = iter(range(requests))
     lock = threading.Lock()
 
     def client():
-        connection = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
+        connection = connect(url)
         mine = []
         try:
             while True:

@@ -16,7 +16,6 @@ no goal: they pay the import by design.
 
 from __future__ import annotations
 
-import http.client
 import importlib.metadata
 import json
 import os
@@ -100,8 +99,7 @@ def serve_startup(model_base: str, runtime: str, body: bytes,
     path = "/v1/models/mnist:predict"
     start = time.perf_counter()
     with serve_load.server_process(model_base, f"--runtime={runtime}") as (proc, url):
-        host, port = url.removeprefix("http://").rsplit(":", 1)
-        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        connection = serve_load.connect(url)
         try:
             status, _ = serve_load.post(connection, path, body)
             seconds = time.perf_counter() - start
