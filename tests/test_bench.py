@@ -69,12 +69,12 @@ def test_inference_leaves_out_runtimes_whose_file_a_version_lacks(tmp_path):
     for runtime in ("tensorflow", "onnx"):
         (tmp_path / runtimes.FILES[runtime]).write_bytes(b"")
     said = []
-    assert bench_run.present_runtimes(str(tmp_path), runtimes.RUNTIMES, asked=False,
+    assert bench_run.present_runtimes(str(tmp_path), None,
                                       log=said.append) == ["tensorflow", "onnx"]
     assert said == [f"{r}: left out, {tmp_path} has no {runtimes.FILES[r]} (kerasnets-export "
                     f"--formats=saved_model,...,{r} writes it)" for r in ("litert", "litert_int8")]
     said.clear()  # asked for by name: all of them, a missing file being the runtime's error
-    assert bench_run.present_runtimes(str(tmp_path), ["onnx", "litert"], asked=True,
+    assert bench_run.present_runtimes(str(tmp_path), ["onnx", "litert"],
                                       log=said.append) == ["onnx", "litert"] and not said
     assert seed_sweep.child_data_flags("cache", None) == ["--data_dir=cache"]
     assert seed_sweep.child_data_flags(None, "m.npz") == ["--mnist_path=m.npz"]

@@ -94,9 +94,7 @@ def inference_table(mnist, model_name: str, model_base: str | None, calls: int,
     with tempfile.TemporaryDirectory() as scratch:
         version, model = inference_version(model_base, model_name, batch_norm_class(batchnorm),
                                            mnist, scratch)
-        asked = runtimes is not None
-        wanted = present_runtimes(version, runtimes if asked else runtime_files.RUNTIMES,
-                                  asked, log)
+        wanted = present_runtimes(version, runtimes, log)
         rows = throughput.bench_inference(version, calls, batch_sizes, mnist[1], wanted,
                                           keras_model=model)
     return rows, throughput.format_inference_table(rows, batch_sizes)
@@ -136,9 +134,7 @@ def startup_table(mnist, model_base: str | None = None, runtimes: Sequence[str] 
 
     with tempfile.TemporaryDirectory() as scratch:
         version, _ = inference_version(model_base, "default", FusedBatchNorm, mnist, scratch)
-        asked = runtimes is not None
-        wanted = present_runtimes(version, runtimes if asked else runtime_files.RUNTIMES,
-                                  asked, log)
+        wanted = present_runtimes(version, runtimes, log)
         image = os.path.join(scratch, "seven.png")
         Image.fromarray(mnist[1][0][0]).save(image)  # the first test digit, a 7
         rows = startup.bench_startup(version, image, wanted, repeats)
@@ -175,14 +171,14 @@ def inference_version(model_base: str | None, model_name: str, batch_norm_class:
     return version, model
 
 
-def present_runtimes(version: str, wanted: Sequence[str], asked: bool,
+def present_runtimes(version: str, asked: Sequence[str] | None,
                      log: Callable[[str], None] = print) -> list[str]:
-    """The runtimes to measure: all of `wanted` when asked for by name (a missing file is
-    then an error), else those whose file the version has, logging which were left out."""
-    if asked:
-        return list(wanted)
-    present = [r for r in wanted if runtime_files.has_file(version, r)]
-    for runtime in wanted:
+    """The runtimes to measure: all of `asked` when named (a missing file is then an error),
+    else (None) every runtime whose file the version has, logging which were left out."""
+    if asked is not None:
+        return list(asked)
+    present = [r for r in runtime_files.RUNTIMES if runtime_files.has_file(version, r)]
+    for runtime in runtime_files.RUNTIMES:
         if runtime not in present:
             log(f"{runtime}: left out, {version} has no {runtime_files.FILES[runtime]} "
                 f"(kerasnets-export --formats=saved_model,...,{runtime} writes it)")
