@@ -23,6 +23,7 @@ spoke against it.
 from __future__ import annotations
 
 import os
+import struct
 import threading
 
 import numpy as np
@@ -66,7 +67,8 @@ class Inside:
             self.runner = self.interpreter.get_signature_runner(runtimes.SIGNATURE)
             self.predict = runtimes.load(version_dir, "litert")  # for occlusion batches
             self.layers, self.map_tensors = _layer_table(model)
-        except (ValueError, RuntimeError, IndexError, AttributeError, errors.KerasnetsError) as e:
+        except (ValueError, RuntimeError, IndexError, AttributeError, struct.error,
+                errors.KerasnetsError) as e:  # not a flatbuffer, or not our signature
             raise InsideUnavailableError(f"cannot read {path} for the feature maps: {e}") from None
         self.lock = threading.Lock()
 

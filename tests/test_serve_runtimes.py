@@ -170,9 +170,9 @@ def test_predict_and_serve_on_a_light_runtime_never_load_tensorflow(every_format
     assert loaded_heavy_modules(tmp_path / "serve.json") == []  # written as the server stopped
 
 
-def test_the_inside_view_of_a_version_without_a_litert_file_says_what_it_needs(smoke_run,
-                                                                               real_mnist,
-                                                                               tmp_path):
+def test_the_inside_view_of_a_version_without_a_readable_litert_file_says_so(smoke_run,
+                                                                            real_mnist,
+                                                                            tmp_path):
     base = tmp_path / "mnist"
     export.export_version(kerasnets.load_model(str(smoke_run[0] / "model.keras")), str(base),
                           formats=("saved_model", "onnx"))
@@ -189,5 +189,10 @@ def test_the_inside_view_of_a_version_without_a_litert_file_says_what_it_needs(s
                 "default formats include it)")})
             status, drawn = serve_load.post(connection, "/draw", drawing.getvalue(), "image/png")
             assert status == 200 and drawn["digit"] == 7  # the rest still answers
+            (base / "1" / "model.tflite").write_bytes(b"not a flatbuffer")  # a corrupt one
+            status, answer = serve_load.post(connection, "/inside", drawing.getvalue(), "image/png")
+            assert status == 409 and answer["error"].startswith(
+                f"inside: cannot read {base / '1' / 'model.tflite'} for the feature maps: "), answer
+            assert serve_load.post(connection, "/draw", drawing.getvalue(), "image/png")[0] == 200
         finally:
             connection.close()
