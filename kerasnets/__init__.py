@@ -20,13 +20,13 @@ import importlib
 __version__ = "0.1.0"
 
 _API = {
-    "load_model": "kerasnets.models",
-    "build_model": "kerasnets.models",
-    "load_mnist": "kerasnets.data",
-    "TrainConfig": "kerasnets.recipe",
-    "recipe_path": "kerasnets.recipe",
-    "train": "kerasnets.training",
-    "export_version": "kerasnets.export",
+    "load_model": "kerasnets.models.convnets",
+    "build_model": "kerasnets.models.convnets",
+    "load_mnist": "kerasnets.data.offline",
+    "TrainConfig": "kerasnets.training.recipe",
+    "recipe_path": "kerasnets.training.recipe",
+    "train": "kerasnets.training.fit",
+    "export_version": "kerasnets.serving.export",
 }
 __all__ = sorted(_API)
 

@@ -26,7 +26,7 @@ def save_figure(fig, path: str) -> None:
 
 
 def plot_lr_sweep(runs: Sequence, path: str, log_scale: bool = True) -> None:
-    """E_total against step, one labelled line per learning rate (backprop.Run objects)."""
+    """E_total against step, one labelled line per learning rate (chain_rule.Run objects)."""
     fig, ax = subplots(figsize=(7.5, 4.5))
     for run in runs:
         e = run.column("E_total")

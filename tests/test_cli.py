@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from conftest import COMMANDS, REPO, error_lines, run_module
-from kerasnets import recipe
+from kerasnets.training import recipe
 from kerasnets.cli import command, recipe_flags
 # Each command's own flags (a sample that must appear) and whether it takes the recipe flags.
 OWN_FLAGS = {

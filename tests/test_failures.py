@@ -174,7 +174,7 @@ elif where == "tensorboard":
         return begin(self, logs)
     keras.callbacks.TensorBoard.on_train_begin = on_train_begin
 elif where == "savedmodel":
-    from kerasnets import export
+    from kerasnets.serving import export
     class FullDiskArchive:
         def write_out(self, directory, *args, **kwargs):
             os.makedirs(os.path.join(directory, "variables"))

@@ -24,7 +24,7 @@ def _executor():
 
 def toy_gradient_descent(lr: float, steps: int) -> float:
     """E_total after `steps` updates of the 2-2-2 network at the course's setting, in plain
-    numpy with the chain rule written out again (independent of kerasnets.backprop)."""
+    numpy with the chain rule written out again (independent of kerasnets.backprop.chain_rule)."""
     i = np.array([0.05, 0.1])
     t = np.array([0.01, 0.99])
     w_hidden = np.array([[0.15, 0.2], [0.25, 0.3]])   # rows: h1 <- (w1, w2), h2 <- (w3, w4)

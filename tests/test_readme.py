@@ -7,7 +7,7 @@ import shlex
 
 import pytest
 from conftest import REPO
-from kerasnets import recipe, seed_sweep
+from kerasnets.training import recipe, seed_sweep
 
 README = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
 SWEEPS = os.path.join(REPO, "docs", "sweeps")

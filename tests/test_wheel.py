@@ -159,8 +159,8 @@ def test_the_wheel_ships_the_package_with_its_recipes_and_page_only(built):
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
     for shipped in ("kerasnets/recipes/default.flags", "kerasnets/recipes/smoke.flags",
-                    "kerasnets/recipes/toynet.flags", "kerasnets/draw.html",
-                    "kerasnets/backprop.html",
+                    "kerasnets/recipes/toynet.flags", "kerasnets/serving/draw.html",
+                    "kerasnets/backprop/backprop.html",
                     "kerasnets/cli/train.py", "kerasnets/bench/serve_load.py"):
         assert shipped in names, shipped
     top_level = {name.split("/")[0] for name in names}
@@ -168,14 +168,14 @@ def test_the_wheel_ships_the_package_with_its_recipes_and_page_only(built):
     assert {t for t in top_level if not t.endswith(".dist-info")} == {"kerasnets"}
     with tarfile.open(sdist) as tf:
         in_sdist = {name.split("/", 1)[-1] for name in tf.getnames()}
-    assert {"flags/smoke.flags", "kerasnets/draw.html", "kerasnets/backprop.html", "setup.cfg",
+    assert {"flags/smoke.flags", "kerasnets/serving/draw.html", "kerasnets/backprop/backprop.html", "setup.cfg",
             "README.md"} <= in_sdist
 
 
 def test_the_installed_package_is_the_wheel_not_the_checkout(installed):
     proc = run([installed.python, "-c",
                 "import json, sys, kerasnets\n"
-                "from kerasnets import recipe\n"
+                "from kerasnets.training import recipe\n"
                 "print(json.dumps([kerasnets.__file__, recipe.recipe_path('smoke'), sys.path]))"],
                cwd=installed.work, env=installed.env)
     assert proc.returncode == 0, report(proc)

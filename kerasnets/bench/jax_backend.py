@@ -7,11 +7,11 @@ Why this exists: a GPU machine may have Keras and JAX but no way to install
 TensorFlow's GPU build (it needs its own CUDA 12 libraries; docs/performance.md
 describes the machines the GPU figures come from), so kerasnets-train (tf.data,
 tf.distribute) cannot run there. Keras 3 runs the very
-same models (kerasnets.models) and compiled recipe (kerasnets.recipe: optimizer,
+same models (kerasnets.models.convnets) and compiled recipe (kerasnets.training.recipe: optimizer,
 schedule, loss) on JAX, which that machine has. Only the input pipeline is
 re-expressed: each epoch's augmentation (the same uniform rotation and shift,
 the same output-to-input affine maps about the image centre, bilinear sampling
-with zero fill, rounding back to uint8 — kerasnets.pipeline) is one jitted JAX
+with zero fill, rounding back to uint8 — kerasnets.data.pipeline) is one jitted JAX
 call over the whole training set on the accelerator, and each epoch is a fresh
 seeded permutation. The random draws differ from TensorFlow's, so a run here is
 another draw of the same recipe, not a replay of a CPU run. The TensorFlow-only
@@ -19,7 +19,7 @@ flags (--strategy, --deterministic, --intra_op_threads) are accepted, so the
 flagfiles read unchanged, and ignored.
 
 Prints the course's line per epoch; the last line is JSON: the results dict of
-kerasnets-train's results.json (kerasnets.records), plus the backend.
+kerasnets-train's results.json (kerasnets.training.records), plus the backend.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ import keras
 import numpy as np
 from absl import app, flags
 
-from kerasnets import data, records, recipe
+from kerasnets.data import offline
+from kerasnets.training import recipe, records
 from kerasnets.cli import command, data_flags, recipe_flags
 
 FLAGS = flags.FLAGS
@@ -43,7 +44,7 @@ flags.adopt_module_key_flags(data_flags)
 
 
 def affine_maps(key, n: int, rotation: float, shift: float, scale: float):
-    """[n, 6] output→input pixel maps (a0 a1 a2 b0 b1 b2), as kerasnets.pipeline.affine_transforms."""
+    """[n, 6] output→input pixel maps (a0 a1 a2 b0 b1 b2), as kerasnets.data.pipeline.affine_transforms."""
     import jax
     import jax.numpy as jnp
 
@@ -149,7 +150,7 @@ def main(argv: Sequence[str]) -> int:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if keras.backend.backend() != "jax":
         return command.fail("needs KERAS_BACKEND=jax (kerasnets-train is the TensorFlow path)")
-    mnist = data.load_mnist(FLAGS.data_dir, FLAGS.mnist_path)
+    mnist = offline.load_mnist(FLAGS.data_dir, FLAGS.mnist_path)
     log = lambda line: print(line, flush=True)  # noqa: E731
     print(json.dumps(train_on_jax(recipe_flags.config(), mnist, log)), flush=True)
     return 0

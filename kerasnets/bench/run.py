@@ -15,9 +15,10 @@ import os
 import tempfile
 from typing import Callable, Sequence
 
-from kerasnets import data, seed_sweep
-from kerasnets import runtimes as runtime_files
-from kerasnets.recipe import TrainConfig
+from kerasnets.data import offline
+from kerasnets.training import seed_sweep
+from kerasnets.serving import runtimes as runtime_files
+from kerasnets.training.recipe import TrainConfig
 
 WHAT = ("input", "train", "inference", "time_to_accuracy", "serve", "startup")
 INPUT_BATCH_SIZES = (32, 128, 512)
@@ -40,14 +41,14 @@ def bench(what: str, config: TrainConfig, *, data_dir: str | None = None,
     call; each benchmark reads only its own. `batch_sizes` and `runtimes` left as None
     mean the benchmark's own choice (inference: 1, 32, 256 and the runtimes whose file
     the version has), as when the flag is not given."""
-    from kerasnets import training
+    from kerasnets.training import fit
 
     if what not in WHAT:
         raise ValueError(f"unknown benchmark {what!r}; the benchmarks are {', '.join(WHAT)}")
-    training.set_threads(config.intra_op_threads)  # before TensorFlow starts its runtime
+    fit.set_threads(config.intra_op_threads)  # before TensorFlow starts its runtime
     if what == "time_to_accuracy":
         return time_to_accuracy_table(config, seeds, compare_torch, data_dir, mnist_path)
-    mnist = data.load_mnist(data_dir, mnist_path)
+    mnist = offline.load_mnist(data_dir, mnist_path)
     if what == "input":
         return input_table(mnist, batch_sizes or INPUT_BATCH_SIZES, timed_batches)
     if what == "train":
@@ -130,7 +131,7 @@ def startup_table(mnist, model_base: str | None = None, runtimes: Sequence[str] 
     from PIL import Image
 
     from kerasnets.bench import startup
-    from kerasnets.layers import FusedBatchNorm
+    from kerasnets.models.layers import FusedBatchNorm
 
     with tempfile.TemporaryDirectory() as scratch:
         version, _ = inference_version(model_base, "default", FusedBatchNorm, mnist, scratch)
@@ -147,7 +148,7 @@ def batch_norm_class(name: str) -> type:
         raise ValueError(f"unknown batchnorm {name!r}; the choices are {', '.join(BATCH_NORMS)}")
     import keras
 
-    from kerasnets.layers import FusedBatchNorm
+    from kerasnets.models.layers import FusedBatchNorm
     return FusedBatchNorm if name == "fused" else keras.layers.BatchNormalization
 
 
@@ -156,15 +157,16 @@ def inference_version(model_base: str | None, model_name: str, batch_norm_class:
     """(version directory, Keras model or None) to measure: the newest version under
     model_base, or an untrained `model_name` exported with every format into scratch
     (and that model, to time it called directly)."""
-    from kerasnets import export, models
+    from kerasnets.models import convnets
+    from kerasnets.serving import export
 
     export.tf_logger_quiet()
     if model_base:
         version = export.latest_version_dir(model_base)
         if version is None:
-            raise models.ModelFileError(f"--model_base: {model_base} holds no version")
+            raise convnets.ModelFileError(f"--model_base: {model_base} holds no version")
         return version, None
-    model = models.build_model(model_name, batch_norm_class)
+    model = convnets.build_model(model_name, batch_norm_class)
     version = export.export_version(model, os.path.join(scratch, "mnist"),
                                     formats=export.FORMATS,
                                     calibration_images=export.calibration_sample(mnist[0][0]))

@@ -175,21 +175,23 @@ def bench_serve(requests: int, concurrencies: Sequence[int], model_base: str | N
     `model_base`, an untrained `default` model is exported with every format (serving
     speed does not depend on the weights' values). A runtime whose file the newest
     version lacks is refused before any server starts."""
-    from kerasnets import data, export, models, runtimes as runtime_files, serving
+    from kerasnets.data import offline
+    from kerasnets.models import convnets
+    from kerasnets.serving import export, runtimes as runtime_files, versions
 
-    mnist = mnist or data.load_mnist()
+    mnist = mnist or offline.load_mnist()
     body = json.dumps({"instances": mnist[1][0][:1].tolist()}).encode()
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         if model_base is None:
             model_base = os.path.join(scratch, "mnist")
             export.tf_logger_quiet()
-            export.export_version(models.build_model("default"), model_base,
+            export.export_version(convnets.build_model("default"), model_base,
                                   formats=export.FORMATS,
                                   calibration_images=export.calibration_sample(mnist[0][0]))
         newest = export.latest_version_dir(model_base)
         for runtime in runtimes:
-            if not serving.complete_versions(model_base, runtime):
+            if not versions.complete_versions(model_base, runtime):
                 runtime_files.load(newest, runtime)  # raises MissingRuntimeFileError, one line
         for runtime in runtimes:
             for batched in batching:

@@ -132,7 +132,7 @@ def bench_startup(version_dir: str, image_path: str, runtimes: Sequence[str],
     each command's --help, a one-image prediction and a served first answer per runtime."""
     import numpy as np
 
-    from kerasnets import images
+    from kerasnets.data import images
 
     def measure(what: str, kind: str, runtime: str | None, argv: Sequence[str]) -> dict:
         runs = [_checked(timed_process(argv), what) for _ in range(repeats)]

@@ -21,9 +21,9 @@ from typing import Sequence
 
 import numpy as np
 
-from kerasnets import pipeline
-from kerasnets.layers import FusedBatchNorm
-from kerasnets.recipe import TrainConfig, create_model
+from kerasnets.data import pipeline
+from kerasnets.models.layers import FusedBatchNorm
+from kerasnets.training.recipe import TrainConfig, create_model
 
 INFERENCE_BATCH_SIZES = (1, 32, 256)
 
@@ -66,13 +66,13 @@ def bench_train(mnist, config: TrainConfig, steps: int, warmup: int = 30,
                 batch_norm_class: type = FusedBatchNorm) -> dict:
     """Steady-state images/s of `model.fit` of the recipe's model, optimizer and input
     pipeline on real MNIST (after `warmup` steps)."""
-    from kerasnets import training
+    from kerasnets.training import fit
 
     config = dataclasses.replace(config, epochs=1, clean_epochs=0)
     batch_size = config.batch_size
     (x_train, y_train), _ = mnist
     per_epoch = pipeline.steps_per_epoch(len(x_train), batch_size)
-    ds = pipeline.train_dataset(x_train, y_train, batch_size, augment=training.augmentation(config),
+    ds = pipeline.train_dataset(x_train, y_train, batch_size, augment=fit.augmentation(config),
                                 epochs=_epochs_covering(warmup + steps, per_epoch))
     keras_model = create_model(config, per_epoch, batch_norm_class)
     keras_model.fit(ds, epochs=1, steps_per_epoch=warmup, verbose=0, shuffle=False)  # warm-up
@@ -147,7 +147,7 @@ def _throughput(call, batch: np.ndarray, seconds: float = 2.0) -> float:
 
 def version_size(version_dir: str, runtime: str) -> int:
     """Bytes a runtime loads: its file, or for TensorFlow the SavedModel (graph, variables)."""
-    from kerasnets import runtimes
+    from kerasnets.serving import runtimes
 
     if runtime != "tensorflow":
         return os.path.getsize(runtimes.file_path(version_dir, runtime))
@@ -164,7 +164,7 @@ def bench_inference(version_dir: str, calls: int, batch_sizes: Sequence[int], te
     it loads and, with `test_set` (images, labels), its test accuracy. The runtimes run
     one after the other in one process, so their ratios compare like with like. A
     runtime whose file the version lacks raises runtimes.MissingRuntimeFileError."""
-    from kerasnets import runtimes
+    from kerasnets.serving import runtimes
 
     calls_by_path = {runtime: runtimes.load(version_dir, runtime)
                      for runtime in runtimes_to_run or runtimes.RUNTIMES}

@@ -21,8 +21,9 @@ import tempfile
 import time
 from typing import Sequence
 
-from kerasnets import errors, seed_sweep
-from kerasnets.recipe import TrainConfig
+from kerasnets import errors
+from kerasnets.training import seed_sweep
+from kerasnets.training.recipe import TrainConfig
 
 DEFAULT_RECIPE = "default"
 
@@ -66,10 +67,10 @@ def bench_time_to_accuracy(config: TrainConfig, seeds: Sequence[int],
                 for s in seeds]
         report = dict(recipe=config.model, target=target, rows=rows, **_stats(rows))
         if compare_torch:
-            from kerasnets import data
+            from kerasnets.data import offline
             from kerasnets.bench import torch_course
 
-            torch_run = torch_course.seconds_to_accuracy(data.load_mnist(), target)
+            torch_run = torch_course.seconds_to_accuracy(offline.load_mnist(), target)
             default_command = seed_sweep.train_argv(
                 None, [f"--recipe={DEFAULT_RECIPE}", f"--target={target}",
                        f"--stop_at_accuracy={target}", *data_flags])

@@ -4,7 +4,7 @@ Only `kerasnets-bench --compare_torch` imports this module, and it imports only
 where PyTorch is installed: PyTorch is not a dependency of kerasnets (install
 the CPU build yourself: `.venv/bin/pip install torch==2.13.0`, or the `torch`
 extra). The network mirrors
-`kerasnets.models.seed_model` layer for layer (19,130 trainable parameters) and
+`kerasnets.models.convnets.seed_model` layer for layer (19,130 trainable parameters) and
 the recipe is the course's: SGD lr 0.01, momentum 0.9, batch 32, no augmentation.
 """
 

@@ -8,6 +8,9 @@ Each defines its flags at module top (the recipe and data flags come from
 `recipe_flags` and `data_flags`, adopted so --help lists them), parses in
 `main(argv)` and hands plain values to a function of the library; `command.run`
 starts it (help, --recipe, the one error exit).
+
+The top of the tree: may import the whole library and kerasnets.bench (which
+kerasnets-bench runs); nothing in the library imports it.
 """
 
 import os

@@ -39,7 +39,7 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from kerasnets import runtimes
+from kerasnets.serving import runtimes
 from kerasnets.bench import run as bench_run
 from kerasnets.cli import command, data_flags, recipe_flags
 
@@ -116,7 +116,7 @@ def _given(name: str, value):
 def main(argv: Sequence[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from kerasnets import seed_sweep
+    from kerasnets.training import seed_sweep
 
     logging.set_verbosity(logging.WARNING)  # SavedModel writing logs each step at INFO
     rows, table = bench_run.bench(

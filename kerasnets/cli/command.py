@@ -25,7 +25,8 @@ from typing import Callable, Sequence
 
 from absl import app, flags
 
-from kerasnets import errors, recipe
+from kerasnets import errors
+from kerasnets.training import recipe
 
 RECIPE_FLAG = "recipe"
 # What the full install has and the serving install (requirements-serving.txt) has not.
@@ -120,7 +121,7 @@ def run(main: Callable[[list[str]], int], module_name: str,
 
 def register_export_base_validator() -> None:
     """--export_base (kerasnets-export, kerasnets-train) must be a place for new versions."""
-    from kerasnets import export
+    from kerasnets.serving import export
 
     @flags.validator("export_base")
     def _export_base_is_writable(value) -> bool:
@@ -132,7 +133,7 @@ def register_export_base_validator() -> None:
 
 def check_seeds_flag(value: str) -> bool:
     """absl validator of a --seeds flag (kerasnets-sweep, kerasnets-bench)."""
-    from kerasnets import seed_sweep
+    from kerasnets.training import seed_sweep
 
     try:
         seed_sweep.parse_seeds(value)

@@ -15,7 +15,8 @@ from typing import Sequence
 
 from absl import app, flags
 
-from kerasnets import data, fileio
+from kerasnets import fileio
+from kerasnets.data import offline
 from kerasnets.cli import command, data_flags
 
 FLAGS = flags.FLAGS
@@ -31,8 +32,8 @@ flags.register_validator(
 
 def describe_mnist(data_dir: str | None, mnist_path: str | None, sample_png: str | None) -> int:
     """Prints where MNIST came from and what it holds; draws the sample grid if asked."""
-    arrays, source = data.resolve_mnist(data_dir, mnist_path)
-    print(data.describe(arrays, source))
+    arrays, source = offline.resolve_mnist(data_dir, mnist_path)
+    print(offline.describe(arrays, source))
     if sample_png:
         from kerasnets import plots
         with fileio.atomic_file(sample_png, "wb") as f:

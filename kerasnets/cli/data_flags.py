@@ -1,4 +1,4 @@
-"""--data_dir and --mnist_path: where a command finds MNIST (kerasnets.data), defined once."""
+"""--data_dir and --mnist_path: where a command finds MNIST (kerasnets.data.offline), defined once."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import os
 
 from absl import flags
 
-from kerasnets import data
+from kerasnets.data import offline
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("data_dir", None, f"Our MNIST cache directory (default: ${data.DATA_DIR_ENV}, "
+flags.DEFINE_string("data_dir", None, f"Our MNIST cache directory (default: ${offline.DATA_DIR_ENV}, "
                     "else $XDG_CACHE_HOME/kerasnets, else ~/.cache/kerasnets).")
 flags.DEFINE_string("mnist_path", None, "A Keras-format mnist.npz, or a directory of the four "
                     "MNIST IDX files (gzipped or not).")

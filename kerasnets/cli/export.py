@@ -21,7 +21,7 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from kerasnets import export
+from kerasnets.serving import export
 from kerasnets.cli import command, data_flags
 
 FLAGS = flags.FLAGS

@@ -1,7 +1,7 @@
 r"""kerasnets-predict: classify digits in image files with an exported or saved model.
 
 Each PNG, JPEG, GIF or BMP file is decoded and brought to MNIST's form (white
-digit on black, fitted into 20x20, centred by mass in 28x28; kerasnets.images)
+digit on black, fitted into 20x20, centred by mass in 28x28; kerasnets.data.images)
 and classified by --model_path: a version directory, an export base (its
 newest version) or a .keras file, run by --runtime (TensorFlow, ONNX Runtime,
 LiteRT or LiteRT int8: the same answers from the version's files). One line per file; a file that cannot be
@@ -18,7 +18,9 @@ from typing import Sequence
 
 from absl import app, flags
 
-from kerasnets import errors, images, runtimes, serving
+from kerasnets import errors
+from kerasnets.data import images
+from kerasnets.serving import runtimes, versions
 from kerasnets.cli import command
 
 FLAGS = flags.FLAGS
@@ -33,7 +35,7 @@ flags.DEFINE_enum("runtime", "tensorflow", list(runtimes.RUNTIMES), "What runs a
 
 @flags.validator("model_path")
 def _model_exists(value) -> bool:
-    problem = serving.model_problem(value or "")
+    problem = versions.model_problem(value or "")
     if problem:
         raise flags.ValidationError(f"--model_path: {problem}")
     return True
@@ -42,18 +44,18 @@ def _model_exists(value) -> bool:
 def predict_command(model_path: str, paths: Sequence[str], top_k: int, runtime: str) -> int:
     """Loads the model and predicts every file; exit status 1 if any file failed."""
     try:
-        classify = serving.load_classifier(model_path, runtime)
+        classify = versions.load_classifier(model_path, runtime)
     except (errors.NotAnMnistModelError, errors.ModelFileError,
             runtimes.MissingRuntimeFileError) as e:
         return command.fail(f"--model_path: {e}")
     if top_k > 1:
         print(f"file: digit:probability for the {top_k} most likely digits")
-    results = serving.classify_files(classify, paths)
+    results = versions.classify_files(classify, paths)
     for path, result in zip(paths, results):
         if isinstance(result, images.ImageError):
             command.fail(f"{path}: {result}")
         else:
-            print(serving.format_prediction(path, result, top_k), flush=True)
+            print(versions.format_prediction(path, result, top_k), flush=True)
     return 1 if any(isinstance(r, images.ImageError) for r in results) else 0
 
 

@@ -1,4 +1,4 @@
-"""The recipe flags: --recipe and one absl flag per `kerasnets.recipe.TrainConfig` field,
+"""The recipe flags: --recipe and one absl flag per `kerasnets.training.recipe.TrainConfig` field,
 defined once.
 
 Every command that trains or times a recipe (kerasnets-train, kerasnets-sweep,
@@ -7,7 +7,7 @@ them as its key flags so its --help lists them (defined on call, not at import, 
 a process that imports this module for `read` keeps absl's FLAGS to itself). The named recipe's values become these flags'
 defaults before the command line is parsed (kerasnets.cli.command.run), so --help
 shows what a run will use and any flag given overrides the recipe. The checks are the
-library's (kerasnets.recipe.check_field and check); the validators only call them and,
+library's (kerasnets.training.recipe.check_field and check); the validators only call them and,
 for a combination that cannot run, say which values the user gave and which came
 from the recipe.
 """
@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from absl import flags
 
-from kerasnets import recipe
+from kerasnets.training import recipe
 from kerasnets.cli import command
 
 FLAGS = flags.FLAGS
 
 _HELP = {
-    "model": "Architecture (kerasnets.models).",
+    "model": "Architecture (kerasnets.models.convnets).",
     "epochs": "Epochs to train.",
     "batch_size": "Global batch size.",
     "optimizer": "sgd (with momentum) or adamw.",

@@ -30,7 +30,7 @@ from typing import Sequence
 
 from absl import app, flags
 
-from kerasnets import runtimes, serving
+from kerasnets.serving import runtimes, versions
 from kerasnets.cli import command
 
 FLAGS = flags.FLAGS
@@ -65,10 +65,10 @@ def _has_a_version(values) -> bool:
     if not base or not os.path.isdir(base):
         raise flags.ValidationError(f"--model_base: {base} is not a directory (export a "
                                     "model first: kerasnets-export or make run)")
-    if not serving.complete_versions(base):
+    if not versions.complete_versions(base):
         raise flags.ValidationError(f"--model_base: {os.path.abspath(base)} holds no "
                                     "numbered SavedModel version (e.g. 1/saved_model.pb)")
-    if not serving.complete_versions(base, runtime):
+    if not versions.complete_versions(base, runtime):
         raise flags.ValidationError(
             f"--model_base: no version under {os.path.abspath(base)} has "
             f"{runtimes.FILES[runtime]} for --runtime={runtime}; export one with kerasnets-export "
@@ -81,7 +81,7 @@ def main(argv: Sequence[str]) -> int:
     error line, through command.run. Lines are flushed: a caller waits for the URL."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from kerasnets import rest_api  # Starlette: imported once the flags are known good
+    from kerasnets.serving import rest_api  # Starlette: imported once the flags are known good
 
     rest_api.serve(FLAGS.model_base, FLAGS.host, FLAGS.port, FLAGS.runtime,
                    model_name=FLAGS.model_name, max_request_bytes=FLAGS.max_request_bytes,

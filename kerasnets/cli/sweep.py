@@ -18,7 +18,8 @@ from typing import Sequence
 
 from absl import app, flags
 
-from kerasnets import fileio, seed_sweep
+from kerasnets import fileio
+from kerasnets.training import seed_sweep
 from kerasnets.cli import command, data_flags, recipe_flags
 
 FLAGS = flags.FLAGS

@@ -18,7 +18,9 @@ from typing import Sequence
 
 from absl import app, flags
 
-from kerasnets import fileio, recipe, toynet as setting
+from kerasnets import fileio
+from kerasnets.backprop import toynet as setting
+from kerasnets.training import recipe
 from kerasnets.cli import command, recipe_flags
 
 FLAGS = flags.FLAGS
@@ -92,7 +94,7 @@ def _check_out_dir(values) -> bool:
 def toynet(out_dir: str, net: setting.ToyNet, lrs: Sequence[float], steps: int,
            log_scale: bool) -> int:
     """Runs the workbench and prints its table and files."""
-    from kerasnets import workbench  # TensorFlow: loaded once the flags are known good
+    from kerasnets.backprop import workbench  # TensorFlow: loaded once the flags are known good
 
     runs = workbench.run_workbench(out_dir, net, lrs, steps, log_scale)
     print(workbench.format_table(runs))

@@ -19,7 +19,8 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from kerasnets import fileio, run_dir
+from kerasnets import fileio
+from kerasnets.training import job
 from kerasnets.cli import command, data_flags, recipe_flags
 
 FLAGS = flags.FLAGS
@@ -42,7 +43,7 @@ command.register_export_base_validator()
 @flags.validator("model_dir")
 def _check_model_dir(value) -> bool:
     """A directory that can hold a run (whether the run in it may continue is the library's
-    check: kerasnets.run_dir.problem, made before anything loads)."""
+    check: kerasnets.training.run_dir.problem, made before anything loads)."""
     problem = fileio.output_dir_problem(value, overwrite=True)
     if problem:
         raise flags.ValidationError(f"--model_dir: {problem}")
@@ -53,7 +54,7 @@ def main(argv: Sequence[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)  # TensorFlow's collectives and SavedModel log at INFO
-    run_dir.train_and_export(recipe_flags.config(), FLAGS.model_dir, FLAGS.data_dir,
+    job.train_and_export(recipe_flags.config(), FLAGS.model_dir, FLAGS.data_dir,
                              FLAGS.mnist_path, FLAGS.overwrite, FLAGS.export_base,
                              FLAGS.collective_timeout, log=lambda line: print(line, flush=True))
     return 0

@@ -1,0 +1,8 @@
+"""Part 2's data, before any model: MNIST offline, image files as digits, the tf.data input.
+
+  offline    MNIST on a machine without a network: found, proven sound, cached
+  images     any PNG, JPEG, GIF or BMP (or a drawing) brought to MNIST's form, with Pillow
+  pipeline   the tf.data pipeline: seeded, epoch-addressable, batched augmentation
+
+May import: kerasnets.errors, kerasnets.fileio. Never a model, a run or a server.
+"""
