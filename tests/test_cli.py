@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from absl import flags
 from conftest import COMMANDS, REPO, error_lines, run_module
 from kerasnets.training import recipe
 from kerasnets.cli import command, recipe_flags
@@ -90,22 +91,73 @@ def test_a_flag_name_means_one_thing_in_every_command(help_texts):
         assert len(set(by.values())) == 1, (flag, by)
 
 
+def parsed(*args: str):
+    """The recipe flags of a fresh FlagValues after absl parses `args` (a command line)."""
+    fv = flags.FlagValues()
+    recipe_flags.define(fv)
+    fv(["t", *args])
+    return fv
+
+
 def test_the_recipe_is_read_first_and_later_flags_override_it():
     # the last --recipe wins, as absl reads flags; the default only without one
-    assert command.named_recipe(["t", "--recipe", "seed", "--recipe=wide"], "default") == "wide"
-    assert command.named_recipe(["t", "--model_dir=x"], "default") == "default"
-    assert command.named_recipe(["t", "--model_dir=x"], None) is None
+    assert parsed("--recipe", "seed", "--recipe=wide").recipe == "wide"
+    assert recipe_flags.config(parsed("--recipe", "seed", "--recipe=wide")) == recipe.load("wide")
+    assert recipe_flags.config(parsed()) == recipe.load("default")
+    # a flag given before --recipe is kept as well as one after it, and known as given
+    fv = parsed("--epochs=3", "--recipe=seed", "--batch_size=64")
+    assert recipe_flags.config(fv) == dataclasses.replace(recipe.load("seed"), epochs=3,
+                                                          batch_size=64)
+    assert fv["epochs"].present and fv["batch_size"].present and not fv["learning_rate"].present
     fast = recipe_flags.read("fast", "--epochs=2", "--clean_epochs=0")
     assert (fast.model, fast.epochs, fast.clean_epochs, fast.learning_rate) == ("fast", 2, 0, 0.2)
     assert fast == dataclasses.replace(recipe.load("fast"), epochs=2, clean_epochs=0)
 
 
-def test_help_shows_what_a_run_will_use():
-    """--help lists the named recipe's values as the defaults (default's without --recipe)."""
+def test_a_recipe_named_in_a_flagfile_or_a_nested_one_is_the_recipe(tmp_path):
+    """--recipe works wherever absl reads flags: absl's parser reads the flagfiles, nested
+    ones too, and the recipe's values are the defaults from where --recipe is parsed."""
+    (tmp_path / "r.flags").write_text("--recipe=seed\n")
+    (tmp_path / "outer.flags").write_text(f"--epochs=2\n--flagfile={tmp_path / 'r.flags'}\n")
+    (tmp_path / "after.flags").write_text(f"--flagfile={tmp_path / 'r.flags'}\n--epochs=2\n")
+    seed = recipe.load("seed")
+    assert recipe_flags.config(parsed(f"--flagfile={tmp_path / 'r.flags'}")) == seed
+    for outer in ("outer.flags", "after.flags"):
+        fv = parsed(f"--flagfile={tmp_path / outer}")
+        assert recipe_flags.config(fv) == dataclasses.replace(seed, epochs=2), outer
+        assert fv["epochs"].present and not fv["learning_rate"].present
+    # the command line after a flagfile still overrides it, and a later --recipe replaces it
+    assert recipe_flags.config(parsed(f"--flagfile={tmp_path / 'r.flags'}", "--epochs=4")).epochs == 4
+    assert recipe_flags.config(parsed(f"--flagfile={tmp_path / 'r.flags'}", "--recipe=wide")) == \
+        recipe.load("wide")
+
+
+def test_a_recipe_file_is_read_by_absl_and_refuses_what_it_cannot_hold(tmp_path):
+    bad = {"--nope=1\n": "Unknown command line flag 'nope'", "--epochs=2\n--epochs=3\n":
+           "--epochs is given twice", "--epochs=x\n": None}
+    for text, message in bad.items():
+        path = tmp_path / "bad.flags"
+        path.write_text(text)
+        if message is None:  # text, as written: the flag's own parser says what is wrong
+            assert recipe.read_flagfile(str(path), recipe.FIELDS) == {"epochs": "x"}
+            continue
+        with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: .*{re.escape(message)}"):
+            recipe.read_flagfile(str(path), recipe.FIELDS, recipe.BOOL_FIELDS)
+    path.write_text("--noaugment\n--deterministic\n# a comment\n--model=seed\n")
+    assert recipe.read_flagfile(str(path), recipe.FIELDS, recipe.BOOL_FIELDS) == {
+        "augment": False, "deterministic": True, "model": "seed"}
+
+
+def test_help_shows_what_a_run_will_use(tmp_path):
+    """--help lists the named recipe's values as the defaults (default's without --recipe),
+    a recipe named in a flagfile too."""
+    (tmp_path / "r.flags").write_text("--recipe=seed\n")
     for args, values in (([], {"learning_rate": "0.2", "clean_epochs": "3", "epochs": "15",
                                "deterministic": "'true'"}),
                          (["--recipe=seed"], {"learning_rate": "0.01", "clean_epochs": "0",
-                                              "epochs": "19", "batch_size": "32"})):
+                                              "epochs": "19", "batch_size": "32"}),
+                         ([f"--flagfile={tmp_path / 'r.flags'}"],
+                          {"learning_rate": "0.01", "epochs": "19", "batch_size": "32"})):
         proc = run_module("train", *args, "--help")
         for name, value in values.items():
             body = re.search(rf"^  --(?:\[no\])?{name}:(.*?)(?=^  --)", proc.stdout,
@@ -126,7 +178,8 @@ def test_every_recipe_is_installed_names_every_field_and_parses_the_same_both_wa
     """A recipe names every field, so a changed default never changes a recorded recipe;
     the library and the command line read it alike; TrainConfig() is the default recipe."""
     for name in recipe.names():
-        assert set(recipe.flagfile_values(name, recipe.FIELDS)) == set(recipe.FIELDS), name
+        assert set(recipe.read_flagfile(recipe.recipe_path(name), recipe.FIELDS,
+                                        recipe.BOOL_FIELDS)) == set(recipe.FIELDS), name
         assert recipe_flags.read(name) == recipe.load(name), name
     assert recipe.TrainConfig() == recipe.load("default")
     targets = {name: recipe.load(name).target for name in recipe.names()}
@@ -148,6 +201,20 @@ def test_an_unknown_recipe_gets_one_line_listing_the_names(tmp_path):
     assert "--recipe=big: value should be one of <default|fast|seed|smoke|wide>" in (
         error_lines(proc.stderr)[0])
     assert not (tmp_path / "run").exists()
+
+
+def test_train_with_the_recipe_in_a_flagfile_trains_that_recipe(real_mnist, tmp_path):
+    """A flagfile holding only --recipe=seed: the run is seed's (lr 0.01, batch 32), cut to
+    one epoch on 512 images by the flags given beside it."""
+    (tmp_path / "r.flags").write_text("--recipe=seed\n")
+    cut = ("--epochs=1", "--clean_epochs=0", "--train_examples=512", "--test_examples=200")
+    run = tmp_path / "fr"
+    proc = run_module("train", f"--flagfile={tmp_path / 'r.flags'}", f"--model_dir={run}",
+                      f"--data_dir={real_mnist[1]}", *cut)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    recorded = json.loads((run / "recipe.json").read_text())
+    assert recorded == dataclasses.asdict(recipe.as_run(recipe_flags.read("seed", *cut)))
+    assert (recorded["model"], recorded["learning_rate"], recorded["batch_size"]) == ("seed", 0.01, 32)
 
 
 def test_train_without_a_recipe_trains_the_default_recipe(real_mnist, tmp_path):

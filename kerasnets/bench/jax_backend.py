@@ -158,7 +158,7 @@ def main(argv: Sequence[str]) -> int:
 
 def run():
     """Entry point of `python -m kerasnets.bench.jax_backend`."""
-    command.run(main, __name__, default_recipe="default")
+    command.run(main, __name__)
 
 
 if __name__ == "__main__":

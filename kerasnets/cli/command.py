@@ -7,10 +7,10 @@
   generated wrapper, so the command module's docstring and key flags (its own
   flags and the shared ones it adopts) are handed over to them. absl's own flags
   stay in `--helpfull`.
-* reads `--recipe=NAME` (or `default_recipe` when none is given) before parsing:
-  the recipe's values become the flags' defaults, so --help shows what the run will
-  use and every flag given overrides the recipe. An unknown name is left to absl's
-  enum check, which refuses it in one line listing the names.
+* declares --recipe (`define_recipe_flag`): wherever absl parses it (the command line,
+  a flagfile, a flagfile inside one), the recipe's values become the defaults of the
+  command's flags, so a flag given anywhere overrides the recipe and --help shows
+  what the run will use. One parser reads all of it: absl's.
 * gives the one error exit: a `KerasnetsError` (and a full disk, which any write
   may hit) ends the command with one line `<command>: error: <message>` and the
   error's exit status; anything else is a bug and keeps its traceback.
@@ -52,25 +52,40 @@ def fail(message: str, status: int = 1, module_name: str | None = None) -> int:
     return status
 
 
-def named_recipe(argv: Sequence[str], default_recipe: str | None) -> str | None:
-    """The recipe the command line names with --recipe (the last one given, as absl reads
-    it), else `default_recipe`."""
-    name = default_recipe
-    args = list(argv[1:])
-    for i, arg in enumerate(args):
-        if arg in (f"--{RECIPE_FLAG}", f"-{RECIPE_FLAG}") and i + 1 < len(args):
-            name = args[i + 1]
-        elif arg.startswith((f"--{RECIPE_FLAG}=", f"-{RECIPE_FLAG}=")):
-            name = arg.split("=", 1)[1]
-    return name
+class RecipeFlag(flags.EnumFlag):
+    """--recipe=NAME, whose parsing sets the recipe's values as the other flags' defaults.
+
+    absl parses it where it stands: on the command line or in any flagfile. A flag given
+    anywhere keeps its value (set_default changes only a flag still at its default), a
+    flag left out takes the recipe's and stays known (`fv[name].present` is 0) to come
+    from it, and the last --recipe parsed wins."""
+
+    def __init__(self, fv: flags.FlagValues, default: str, names: Sequence[str], help: str):
+        super().__init__(RECIPE_FLAG, default, help, list(names))
+        self.flag_values = fv
+
+    def parse(self, argument) -> None:
+        super().parse(argument)
+        use_recipe(self.flag_values, self.value)
+
+
+def define_recipe_flag(fv: flags.FlagValues, default: str, names: Sequence[str], help: str,
+                       module_name: str) -> None:
+    """--recipe on `fv` (for the command module `module_name`, which --help lists it
+    under), after the flags it sets; the default recipe's values are the defaults until
+    another --recipe is parsed."""
+    flags.DEFINE_flag(RecipeFlag(fv, default, names, help), flag_values=fv,
+                      module_name=module_name)
+    use_recipe(fv, default)
 
 
 def use_recipe(fv: flags.FlagValues, name: str) -> None:
-    """Recipe `name`'s values as the defaults of `fv`'s flags, before parsing: --help shows
-    them, a flag given on the command line overrides them, and a flag left out is known
-    (`fv[name].present` is 0) to come from the recipe."""
-    for flag_name, text in recipe.flagfile_values(name, fv).items():
-        fv.set_default(flag_name, text)
+    """Recipe `name`'s values as the defaults of `fv`'s flags (a flag the file names that
+    `fv` lacks, or one named twice, is a ValueError naming the file)."""
+    names = [n for n in fv if fv[n].name == n and n != RECIPE_FLAG]
+    bools = [n for n in names if isinstance(fv[n], flags.BooleanFlag)]
+    for flag_name, value in recipe.read_flagfile(recipe.recipe_path(name), names, bools).items():
+        fv.set_default(flag_name, value)
 
 
 def _describe_command(module_name: str) -> None:
@@ -109,13 +124,9 @@ def with_error_exit(main: Callable[[list[str]], int]) -> Callable[[list[str]], i
     return guarded
 
 
-def run(main: Callable[[list[str]], int], module_name: str,
-        default_recipe: str | None = None) -> None:
+def run(main: Callable[[list[str]], int], module_name: str) -> None:
     """Console-script entry point of the command defined in module `module_name`."""
     _describe_command(module_name)
-    name = named_recipe(sys.argv, default_recipe)
-    if RECIPE_FLAG in flags.FLAGS and name in flags.FLAGS[RECIPE_FLAG].parser.enum_values:
-        use_recipe(flags.FLAGS, name)  # another name (or a command without recipes): absl says
     app.run(with_error_exit(main), argv=sys.argv)
 
 

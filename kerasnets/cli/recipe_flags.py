@@ -4,9 +4,10 @@ defined once.
 Every command that trains or times a recipe (kerasnets-train, kerasnets-sweep,
 kerasnets-bench, the JAX-backend bench) calls `define(FLAGS)` at its top and adopts
 them as its key flags so its --help lists them (defined on call, not at import, so
-a process that imports this module for `read` keeps absl's FLAGS to itself). The named recipe's values become these flags'
-defaults before the command line is parsed (kerasnets.cli.command.run), so --help
-shows what a run will use and any flag given overrides the recipe. The checks are the
+a process that imports this module for `read` keeps absl's FLAGS to itself). The named
+recipe's values become these flags' defaults where absl parses --recipe, on the command
+line or in a flagfile (kerasnets.cli.command.RecipeFlag), so --help shows what a run
+will use and any flag given overrides the recipe. The checks are the
 library's (kerasnets.training.recipe.check_field and check); the validators only call them and,
 for a combination that cannot run, say which values the user gave and which came
 from the recipe.
@@ -61,11 +62,11 @@ RECIPE_HELP = ("The recipe (flags/NAME.flags): its values are the defaults of th
 
 
 def define(fv: flags.FlagValues) -> None:
-    """--recipe, the recipe flags and their validators, on `fv`."""
-    flags.DEFINE_enum("recipe", "default", list(recipe.names()),
-                      RECIPE_HELP, flag_values=fv)
+    """The recipe flags and their validators, then --recipe (the default recipe's values
+    as their defaults), on `fv`."""
     for name in recipe.FIELDS:
         _define_field(fv, name)
+    command.define_recipe_flag(fv, "default", recipe.names(), RECIPE_HELP, __name__)
     flags.register_validator("recipe", lambda _: _check_combination(fv), flag_values=fv)
 
 
@@ -114,6 +115,5 @@ def read(name: str, *overrides: str) -> recipe.TrainConfig:
     it, through these flags and validators, leaving absl's global FLAGS alone."""
     fv = flags.FlagValues()
     define(fv)
-    command.use_recipe(fv, name)
     fv(["recipe", f"--recipe={name}", *overrides])
     return config(fv)

@@ -59,7 +59,7 @@ def main(argv: Sequence[str]) -> int:
 
 def run():
     """Console-script entry point (kerasnets-sweep)."""
-    command.run(main, __name__, default_recipe="default")
+    command.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,6 @@ FLAGS = flags.FLAGS
 MAX_STEPS = 100_000
 _DEFAULT = setting.ToyNet()
 
-flags.DEFINE_enum("recipe", "toynet", list(recipe.names("toynet")),
-                  recipe_flags.RECIPE_HELP)
 flags.DEFINE_list("lrs", ["0.1", "0.2", "0.5", "0.8", "1.0", "2.0"],
                   "Comma-separated learning rates, each finite and > 0, no repeats.")
 flags.DEFINE_integer("steps", 100, f"Gradient-descent updates per learning rate (1..{MAX_STEPS}).")
@@ -45,6 +43,8 @@ flags.DEFINE_bool("overwrite", False, "Start afresh: replace what an earlier run
                   "directory instead of refusing.")
 flags.DEFINE_bool("log_scale", True, "Plot E_total on a log scale (plot and summary chart).")
 flags.mark_flag_as_required("out_dir")
+command.define_recipe_flag(FLAGS, "toynet", recipe.names("toynet"), recipe_flags.RECIPE_HELP,
+                           __name__)
 
 
 def parse_lrs(values: Sequence[str]) -> list[float]:
@@ -115,7 +115,7 @@ def main(argv: Sequence[str]) -> int:
 
 def run():
     """Console-script entry point (kerasnets-toynet)."""
-    command.run(main, __name__, default_recipe="toynet")
+    command.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def main(argv: Sequence[str]) -> int:
 
 def run():
     """Console-script entry point (kerasnets-train)."""
-    command.run(main, __name__, default_recipe="default")
+    command.run(main, __name__)
 
 
 if __name__ == "__main__":

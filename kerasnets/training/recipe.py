@@ -178,38 +178,41 @@ def recipe_path(name: str) -> str:
     return str(importlib.resources.files(RECIPE_PACKAGE).joinpath(f"{name}.flags"))
 
 
-def flagfile_values(name: str, known: Collection[str]) -> dict[str, str]:
-    """Recipe `name`'s flags as {flag name: value as written} ("true"/"false" for --x and
-    --nox), reading only the flagfile forms the recipes use; ValueError for a line that
-    is not one of `known`'s flags or is given twice."""
-    values: dict[str, str] = {}
-    with open(recipe_path(name)) as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            flag, has_value, value = line.removeprefix("--").partition("=")
-            if not has_value:
-                flag, value = ((flag, "true") if flag in known
-                               else (flag[2:], "false") if flag.startswith("no") else (flag, ""))
-            if not line.startswith("--") or flag not in known or flag in values:
-                raise ValueError(f"{recipe_path(name)}:{number}: {line!r} is not a flag of the "
-                                 "recipe, or repeats one")
-            values[flag] = value
-    return values
+def read_flagfile(path: str, names: Collection[str], bools: Collection[str] = ()) -> dict:
+    """The flags a flagfile sets, read by absl's own parser (every form absl accepts, and
+    a --flagfile=... inside it): {name: value}, a bool for the flags of `bools`, the text
+    as written for the others. ValueError naming the file for a flag not in `names`, one
+    given twice, or a file absl cannot read."""
+    from absl import flags
+
+    fv = flags.FlagValues()
+    for name in names:
+        define = flags.DEFINE_bool if name in bools else flags.DEFINE_string
+        define(name, None, "", flag_values=fv)
+    try:
+        fv(["flagfile", f"--flagfile={path}"])
+    except flags.Error as e:
+        raise ValueError(f"{path}: {e}") from None
+    twice = [name for name in names if fv[name].present > 1]
+    if twice:
+        raise ValueError(f"{path}: --{twice[0]} is given twice")
+    return {name: fv[name].value for name in names if fv[name].present}
 
 
-def parse_value(name: str, text: str):
-    """A flag's text as the TrainConfig field `name` holds it."""
+BOOL_FIELDS = tuple(name for name in FIELDS if FIELD_TYPES[name] == "bool")
+
+
+def parse_value(name: str, value):
+    """A flag's value (a bool, or its text) as the TrainConfig field `name` holds it."""
     kind = FIELD_TYPES[name]
     if kind == "bool":
-        return text.lower() in ("true", "1")
-    return {"int": int, "float": float}.get(kind, str)(text)
+        return value.lower() in ("true", "1") if isinstance(value, str) else bool(value)
+    return {"int": int, "float": float}.get(kind, str)(value)
 
 
 def load(name: str) -> TrainConfig:
     """Recipe `name` as a TrainConfig (checked; every field comes from the recipe's file)."""
-    values = flagfile_values(name, FIELDS)
+    values = read_flagfile(recipe_path(name), FIELDS, BOOL_FIELDS)
     missing = [f for f in FIELDS if f not in values]
     if missing:
         raise ValueError(f"{recipe_path(name)} does not name {', '.join(missing)}; a recipe "
