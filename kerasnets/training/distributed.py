@@ -145,7 +145,8 @@ def train_multiworker(config: TrainConfig, data, model_dir: str, strategy,
             "promise it); recipe.json and results.json record deterministic: false")
     cluster = cluster_spec()
     try:
-        run_dir.start(worker_dir(model_dir, cluster[1]), ran, overwrite, log)
+        run_dir.start(worker_dir(model_dir, cluster[1]), ran, overwrite,
+                      records.resolve_precision(ran.precision), log)
         return _train(ran, data, model_dir, strategy, cluster, log, ordered=config.deterministic)
     except (OSError, tf.errors.OpError) as e:  # TensorFlow's writers report the OS's error
         if errors.is_disk_full(e):

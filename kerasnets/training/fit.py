@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from kerasnets import errors, fileio
 from kerasnets.data import pipeline
+from kerasnets.models import convnets
 from kerasnets.training import recipe, records, run_dir
 from kerasnets.training.recipe import (TrainConfig, augmented_epochs, create_model, reaches,
                               select_examples)
@@ -187,7 +188,8 @@ def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] 
                                  "kerasnets.training.distributed.train_multiworker (kerasnets-train "
                                  "calls it), not kerasnets.train", ("strategy",))
     try:
-        run_dir.start(model_dir, config, overwrite, log)
+        run_dir.start(model_dir, config, overwrite, records.resolve_precision(config.precision),
+                      log)
         with run_settings(config) as precision:
             return _train(config, data, model_dir, precision, log, verbose, extra_callbacks)
     except (OSError, tf.errors.OpError) as e:  # TensorFlow's writers report the OS's error
@@ -251,10 +253,12 @@ def restore_or_create(config: TrainConfig, model_dir: str, steps_per_epoch: int,
 
 def read_backup(backup: str) -> tuple[keras.Model, list[dict]]:
     """(compiled model with its optimizer's state, history) of a backup directory (written
-    by write_backup; the same for both training loops)."""
+    by write_backup; the same for both training loops). Read by convnets.load_model, which
+    builds the model under the policy it was saved with: under another one, a mixed-precision
+    model would compile without its LossScaleOptimizer and drop the optimizer's state."""
     with open(os.path.join(backup, "state.json")) as f:
         history = json.load(f)["history"]
-    return keras.saving.load_model(os.path.join(backup, "model.keras")), history
+    return convnets.load_model(os.path.join(backup, "model.keras")), history
 
 
 def fit(config: TrainConfig, model: keras.Model, history: list[dict], data, model_dir: str,

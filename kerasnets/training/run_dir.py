@@ -29,6 +29,9 @@ from kerasnets.training import recipe
 from kerasnets.training.recipe import TrainConfig
 
 RECIPE_FILE = "recipe.json"
+# recipe.json's key beside the TrainConfig fields: what --precision (auto included) meant
+# where the run started, so a resume where it means another precision is refused
+RESOLVED_PRECISION = "resolved_precision"
 BACKUP_DIR = "backup"
 LOCK_FILE = ".lock"  # held while a run trains in the directory (fileio.exclusive_directory)
 OUTPUT_FILES = ("model.keras", "history.csv", "results.json", "curves.png",
@@ -43,15 +46,27 @@ class RunDirError(errors.KerasnetsError, ValueError):
 def recorded_recipe(model_dir: str) -> TrainConfig | None:
     """The recipe the run in `model_dir` recorded when it started, or None if none did;
     RunDirError for a file that is not a whole recipe (every field, each allowed)."""
+    recorded = read_recipe_file(model_dir)
+    return recorded and recorded[0]
+
+
+def read_recipe_file(model_dir: str) -> tuple[TrainConfig, str | None] | None:
+    """(the recorded recipe, the precision it resolved to where it started: None for a run
+    recorded before kerasnets recorded it), or None without a recipe.json."""
     path = os.path.join(model_dir, RECIPE_FILE)
     if not os.path.isfile(path):
         return None
     try:
         with open(path, encoding="utf-8") as f:
             values = json.load(f)
-        if not isinstance(values, dict) or set(values) != set(recipe.FIELDS):
+        if not isinstance(values, dict):
+            raise ValueError("it is not a JSON object")
+        resolved = values.pop(RESOLVED_PRECISION, None)
+        if set(values) != set(recipe.FIELDS):
             raise ValueError("it does not name exactly the fields of TrainConfig")
-        return TrainConfig(**values)
+        if resolved is not None and resolved not in recipe.PRECISIONS[1:]:
+            raise ValueError(f"{RESOLVED_PRECISION} {resolved!r} is not a precision")
+        return TrainConfig(**values), resolved
     except (OSError, ValueError, TypeError) as e:  # ConfigError, JSON and Unicode errors too
         raise RunDirError(f"--model_dir: {path} is not a recipe this kerasnets can read ({e}); "
                           "start afresh with --overwrite") from None
@@ -113,12 +128,15 @@ def problem(model_dir: str, config: TrainConfig, overwrite: bool) -> str | None:
                         f"resume it with {changed[1]}, or start afresh with --overwrite")
 
 
-def start(model_dir: str, config: TrainConfig, overwrite: bool,
+def start(model_dir: str, config: TrainConfig, overwrite: bool, precision: str,
           log: Callable[[str], None] = print) -> None:
-    """Makes `model_dir` ready for `config`: refuses it (RunDirError) as `problem()` says,
-    removes an earlier run with `overwrite` (only a directory holding one: a user's own
-    files are never taken for a run's), and records the recipe."""
-    reason = problem(model_dir, config, overwrite)
+    """Makes `model_dir` ready for `config`, whose --precision means `precision` here:
+    refuses it (RunDirError) as `problem()` says or where the run there was trained in
+    another precision, removes an earlier run with `overwrite` (only a directory holding
+    one: a user's own files are never taken for a run's), and records the recipe with
+    its resolved precision."""
+    reason = problem(model_dir, config, overwrite) or (
+        not overwrite and precision_problem(model_dir, config, precision))
     if reason:
         raise RunDirError(reason)
     if overwrite and os.path.isdir(model_dir) and holds_run(model_dir):
@@ -127,7 +145,19 @@ def start(model_dir: str, config: TrainConfig, overwrite: bool,
     os.makedirs(model_dir, exist_ok=True)
     if not os.path.isfile(os.path.join(model_dir, RECIPE_FILE)):
         with fileio.atomic_file(os.path.join(model_dir, RECIPE_FILE)) as f:
-            json.dump(dataclasses.asdict(recipe.as_run(config)), f, indent=2)
+            json.dump({**dataclasses.asdict(recipe.as_run(config)), RESOLVED_PRECISION: precision},
+                      f, indent=2)
+
+
+def precision_problem(model_dir: str, config: TrainConfig, precision: str) -> str | None:
+    """Why the run in `model_dir` may not continue where --precision={config.precision}
+    means `precision` (it was trained in another one), or None."""
+    recorded = read_recipe_file(model_dir) if os.path.isdir(model_dir) else None
+    if not recorded or recorded[1] in (None, precision):
+        return None
+    return (f"--model_dir: {os.path.abspath(model_dir)} holds a run trained in {recorded[1]} "
+            f"(--precision={config.precision} there); here it means {precision}: resume it where "
+            f"it means {recorded[1]}, or start afresh with --overwrite")
 
 
 def remove(path: str) -> bool:

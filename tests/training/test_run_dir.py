@@ -16,9 +16,9 @@ def _record(model_dir, values):
 
 
 def test_the_same_recipe_may_continue_and_another_is_named_field_by_field(tmp_path):
-    run_dir.start(str(tmp_path), SMOKE, overwrite=False)
+    run_dir.start(str(tmp_path), SMOKE, overwrite=False, precision="float32")
     recorded = json.loads((tmp_path / run_dir.RECIPE_FILE).read_text())
-    assert recorded == dataclasses.asdict(SMOKE)
+    assert recorded == {**dataclasses.asdict(SMOKE), run_dir.RESOLVED_PRECISION: "float32"}
     assert run_dir.problem(str(tmp_path), SMOKE, overwrite=False) is None
     other = dataclasses.replace(SMOKE, nesterov=False, seed=4, target=0.95)
     assert run_dir.problem(str(tmp_path), other, overwrite=False) == (
@@ -41,8 +41,37 @@ def test_a_recipe_file_that_is_not_a_whole_recipe_is_one_error_not_a_guess(tmp_p
                                                   r"this kerasnets can read \(.*\); start afresh "
                                                   r"with --overwrite$"):
         run_dir.problem(str(tmp_path), SMOKE, overwrite=False)
-    run_dir.start(str(tmp_path), SMOKE, overwrite=True, log=lambda line: None)
-    assert json.loads((tmp_path / run_dir.RECIPE_FILE).read_text()) == dataclasses.asdict(SMOKE)
+    run_dir.start(str(tmp_path), SMOKE, overwrite=True, precision="float32", log=lambda line: None)
+    assert json.loads((tmp_path / run_dir.RECIPE_FILE).read_text()) == {
+        **dataclasses.asdict(SMOKE), run_dir.RESOLVED_PRECISION: "float32"}
+
+
+def test_a_run_resumed_where_its_precision_means_another_is_refused_naming_it(tmp_path):
+    """--precision=auto recorded as what it meant where the run started (mixed_float16 on a
+    GPU): resuming where auto means float32 is refused, the backup untouched; --overwrite
+    starts afresh, and a recipe.json from before (no resolved precision) still resumes."""
+    run_dir.start(str(tmp_path), SMOKE, overwrite=False, precision="mixed_float16")
+    backup = tmp_path / run_dir.BACKUP_DIR / "epoch-0001"
+    backup.mkdir(parents=True)
+    (backup / "state.json").write_text('{"epochs_done": 1, "history": []}')
+    with pytest.raises(run_dir.RunDirError) as refused:
+        run_dir.start(str(tmp_path), SMOKE, overwrite=False, precision="float32")
+    assert str(refused.value) == (
+        f"--model_dir: {tmp_path} holds a run trained in mixed_float16 (--precision=auto there); "
+        "here it means float32: resume it where it means mixed_float16, or start afresh with "
+        "--overwrite")
+    assert (backup / "state.json").read_text() == '{"epochs_done": 1, "history": []}'
+    run_dir.start(str(tmp_path), SMOKE, overwrite=False, precision="mixed_float16")  # same: on
+    assert run_dir.read_recipe_file(str(tmp_path)) == (SMOKE, "mixed_float16")
+    _record(tmp_path, dataclasses.asdict(SMOKE))  # recorded without it
+    run_dir.start(str(tmp_path), SMOKE, overwrite=False, precision="float32")
+    assert run_dir.read_recipe_file(str(tmp_path)) == (SMOKE, None)
+    run_dir.start(str(tmp_path), SMOKE, overwrite=True, precision="float32", log=lambda line: None)
+    assert run_dir.read_recipe_file(str(tmp_path)) == (SMOKE, "float32")
+    assert not backup.exists()
+    _record(tmp_path, {**dataclasses.asdict(SMOKE), run_dir.RESOLVED_PRECISION: "auto"})
+    with pytest.raises(run_dir.RunDirError, match="resolved_precision 'auto' is not a precision"):
+        run_dir.recorded_recipe(str(tmp_path))
 
 
 def test_a_backup_without_a_recorded_recipe_is_not_resumed_under_a_guess(tmp_path):
@@ -53,7 +82,7 @@ def test_a_backup_without_a_recorded_recipe_is_not_resumed_under_a_guess(tmp_pat
         f"--model_dir: {tmp_path} holds a partial run whose recipe is unknown (no recipe.json); "
         "start afresh with --overwrite, or choose another directory")
     lines = []
-    run_dir.start(str(tmp_path), SMOKE, overwrite=True, log=lines.append)
+    run_dir.start(str(tmp_path), SMOKE, overwrite=True, precision="float32", log=lines.append)
     assert lines == [f"--overwrite: removed the earlier run's backup from {tmp_path}"]
     assert sorted(os.listdir(tmp_path)) == [run_dir.RECIPE_FILE]
 
@@ -65,7 +94,7 @@ def test_a_users_files_with_a_runs_names_are_refused_never_taken(tmp_path, overw
     (tmp_path / "tensorboard").mkdir()
     (tmp_path / "notes.txt").write_text("mine too")
     with pytest.raises(run_dir.RunDirError) as refused:
-        run_dir.start(str(tmp_path), SMOKE, overwrite=overwrite, log=print)
+        run_dir.start(str(tmp_path), SMOKE, overwrite=overwrite, precision="float32", log=print)
     assert str(refused.value) == (
         f"--model_dir: {tmp_path} holds tensorboard, backup but no kerasnets run (no "
         "recipe.json); a run writes those names: move them, or choose another directory")
@@ -75,7 +104,7 @@ def test_a_users_files_with_a_runs_names_are_refused_never_taken(tmp_path, overw
 
 def test_a_directory_of_other_files_takes_a_run(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    run_dir.start(str(tmp_path), SMOKE, overwrite=True, log=print)
+    run_dir.start(str(tmp_path), SMOKE, overwrite=True, precision="float32", log=print)
     assert sorted(os.listdir(tmp_path)) == ["notes.txt", run_dir.RECIPE_FILE]
 
 
@@ -83,7 +112,7 @@ def test_a_finished_run_is_kept_unless_overwrite(tmp_path):
     _record(tmp_path, dataclasses.asdict(SMOKE))
     (tmp_path / "results.json").write_text("{}")
     assert "holds a finished run; pass --overwrite" in run_dir.problem(str(tmp_path), SMOKE, False)
-    run_dir.start(str(tmp_path), SMOKE, overwrite=True, log=lambda line: None)
+    run_dir.start(str(tmp_path), SMOKE, overwrite=True, precision="float32", log=lambda line: None)
     assert not (tmp_path / "results.json").exists()
 
 

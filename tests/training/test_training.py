@@ -156,8 +156,10 @@ def test_smoke_run_writes_every_output(smoke_run):
     assert on_disk["seconds_to_target"] == (sum(on_disk["seconds_per_epoch"]) if second >= 0.9
                                             else None)
     # recipe.json, written at the start, holds every field of the recipe that ran
-    assert json.loads((model_dir / run_dir.RECIPE_FILE).read_text()) == on_disk["flags"] == (
-        dataclasses.asdict(SMOKE))
+    # and what its --precision meant here (results.json's precision)
+    recorded = json.loads((model_dir / run_dir.RECIPE_FILE).read_text())
+    assert recorded.pop(run_dir.RESOLVED_PRECISION) == on_disk["precision"] == "float32"
+    assert recorded == on_disk["flags"] == dataclasses.asdict(SMOKE)
 
 
 def test_history_csv_and_the_course_lines(smoke_run):
@@ -461,6 +463,46 @@ def test_resume_after_sigkill_gives_the_uninterrupted_history(real_mnist, tmp_pa
     assert not (killed / "backup").exists()
 
 
+def _optimizer_state(model_dir):
+    """The final model's optimizer, as {variable path: value} (loss scale and its counter
+    included under mixed precision)."""
+    model = convnets.load_model(str(model_dir / "model.keras"))
+    return type(model.optimizer).__name__, {v.path: v.numpy() for v in model.optimizer.variables}
+
+
+def test_a_mixed_precision_run_killed_after_an_epoch_resumes_to_the_uninterrupted_run(
+        real_mnist, tmp_path):
+    """--precision=mixed_float16 on a CPU, killed with SIGKILL after epoch 1 and resumed by
+    the same command: the history, the loss-scale optimizer and its state (momentum, loss
+    scale, step counts) are the uninterrupted run's, and recipe.json says what ran."""
+    args = [sys.executable, "-m", "kerasnets.cli.train", "--recipe=smoke", "--epochs=3",
+            "--precision=mixed_float16", "--train_examples=1024", f"--data_dir={real_mnist[1]}"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(args + [f"--model_dir={whole}"], cwd=REPO, check=True, capture_output=True,
+                   timeout=300)
+    _kill_after_backup(args, killed, 1)
+    # the backup reads back whole under this process's float32 policy (the one loader
+    # restores the run's): a loss-scale optimizer with its 16 steps of state
+    assert keras.mixed_precision.global_policy().name == "float32"
+    model, history = fit.read_backup(str(killed / run_dir.BACKUP_DIR / "epoch-0001"))
+    assert type(model.optimizer).__name__ == "LossScaleOptimizer" and len(history) == 1
+    assert int(model.optimizer.iterations.numpy()) == 1024 // 64
+    assert keras.mixed_precision.global_policy().name == "float32"
+    resumed = subprocess.run(args + [f"--model_dir={killed}"], cwd=REPO, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "(epoch 1 of 3 done)" in resumed.stdout
+    assert _history(killed) == _history(whole)
+    kind, state = _optimizer_state(killed)
+    whole_kind, whole_state = _optimizer_state(whole)
+    assert kind == whole_kind == "LossScaleOptimizer"
+    assert state.keys() == whole_state.keys() and len(state) > 3
+    for path, value in whole_state.items():
+        np.testing.assert_array_equal(state[path], value, err_msg=path)
+    recorded = json.loads((killed / run_dir.RECIPE_FILE).read_text())
+    assert (recorded["precision"], recorded["resolved_precision"]) == ("mixed_float16",) * 2
+
+
 def test_overwrite_starts_afresh_from_a_partial_run_of_another_recipe(real_mnist, tmp_path):
     """A run of adamw killed after epoch 1, then the smoke recipe with --overwrite: the
     history is a fresh smoke run's, not adamw's state continued under smoke's name."""
@@ -479,6 +521,7 @@ def test_overwrite_starts_afresh_from_a_partial_run_of_another_recipe(real_mnist
         again.stdout)
     assert _history(partial) == _history(fresh)
     recorded = json.loads((partial / run_dir.RECIPE_FILE).read_text())
+    assert recorded.pop(run_dir.RESOLVED_PRECISION) == "float32"
     assert recorded == json.loads((partial / "results.json").read_text())["flags"] == (
         dataclasses.asdict(SMOKE))
 
