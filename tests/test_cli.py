@@ -213,6 +213,7 @@ def test_train_with_the_recipe_in_a_flagfile_trains_that_recipe(real_mnist, tmp_
                       f"--data_dir={real_mnist[1]}", *cut)
     assert proc.returncode == 0, proc.stderr[-2000:]
     recorded = json.loads((run / "recipe.json").read_text())
+    assert recorded.pop("resolved_precision") == "float32"  # auto, on a CPU
     assert recorded == dataclasses.asdict(recipe.as_run(recipe_flags.read("seed", *cut)))
     assert (recorded["model"], recorded["learning_rate"], recorded["batch_size"]) == ("seed", 0.01, 32)
 
