@@ -3,8 +3,10 @@
 The public API, imported on first use (so `import kerasnets` loads neither
 TensorFlow nor Keras and changes no global setting):
 
-  load_model(path)                   a .keras file of ours, loaded safely
-  build_model(name)                  a fresh model: seed, default, wide or fast
+  load_model(path, model_code=None)  a .keras file, loaded safely (model_code: the file
+                                     defining a model of your own's custom layers)
+  build_model(name)                  a fresh model: seed, default, wide or fast, or your
+                                     own, "my_net.py:build" (docs/training.md)
   load_mnist(data_dir, mnist_path)   MNIST offline, like keras.datasets.mnist.load_data()
   TrainConfig, recipe_path(name)     a run's definition; a named recipe's flagfile
   train(config, data, model_dir)     train with resume and write the run's files

@@ -2,8 +2,11 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 
 import pytest
 from kerasnets.training import fit, recipe
@@ -72,6 +75,69 @@ def help_texts():
         assert proc.returncode == 1 and proc.stdout, proc.stderr[-2000:]  # absl's --help exit
         texts[name] = proc.stdout.split("\nTry --helpfull")[0]
     return texts
+
+
+def kill_after_backup(args, model_dir, epoch, cwd=REPO):
+    """Starts the kerasnets-train command line `args` into model_dir (from `cwd`) and
+    SIGKILLs it once the backup of `epoch` is complete (in the next epoch)."""
+    proc = subprocess.Popen(args + [f"--model_dir={model_dir}"], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while not (model_dir / "backup" / f"epoch-{epoch:04d}" / "state.json").exists():
+            assert proc.poll() is None and time.time() < deadline, f"no epoch-{epoch} backup"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (model_dir / "results.json").exists()
+    assert (model_dir / ".lock").exists()  # left behind; the kernel released its lock
+
+
+def tree(path):
+    """{relative path: bytes} of every file under path."""
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
+            if p.is_file()}
+
+
+# A learner's own network with one custom layer (registered the usual way), as a file:
+# 3x3 conv, 2x2 pool, 3x3 conv (receptive field 3, 4, 8), global average, Scale, softmax.
+TINY_NETWORK = textwrap.dedent('''
+    import keras
+    from keras import layers
+
+
+    @keras.saving.register_keras_serializable(package="tiny_net")
+    class Scale(layers.Layer):
+        """Multiplies by one learned scalar."""
+
+        def build(self, input_shape):
+            self.factor = self.add_weight(shape=(), initializer="ones", name="factor")
+
+        def call(self, x):
+            return x * self.factor
+
+
+    def build():
+        return keras.Sequential([
+            keras.Input((28, 28, 1)),
+            layers.Rescaling(1 / 255.0),
+            layers.Conv2D(WIDTH, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(8, 3, activation="relu"),
+            layers.GlobalAveragePooling2D(),
+            Scale(),
+            layers.Dense(10, activation="softmax"),
+        ], name="tiny")
+''')
+
+
+def write_network(directory, width=4, name="tiny_net.py"):
+    """TINY_NETWORK with its first conv `width` wide, as directory/name; its path."""
+    path = directory / name
+    path.write_text(TINY_NETWORK.replace("WIDTH", str(width)))
+    return path
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -23,13 +23,15 @@ OWN_FLAGS = {
     "serve": ("--model_base", "--model_name", "--host", "--port", "--max_request_bytes"),
     "toynet": ("--recipe", "--lrs", "--steps", "--w1", "--out_dir", "--log_scale"),
     "data": ("--data_dir", "--mnist_path", "--sample_png"),
+    "design": ("--model", "--max_params", "--json"),
+    "compare": ("--out_dir", "--json", "--overwrite"),
 }
 TAKES_RECIPES = ("train", "sweep", "bench")
 
 
 def test_the_commands_are_the_installed_console_scripts():
-    assert sorted(COMMANDS) == ["bench", "data", "export", "predict", "serve", "sweep", "toynet",
-                                "train"]
+    assert sorted(COMMANDS) == ["bench", "compare", "data", "design", "export", "predict",
+                                "serve", "sweep", "toynet", "train"]
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -44,6 +46,8 @@ def test_help_describes_the_command_and_lists_its_flags(help_texts, name):
         assert recipe_fields | {"recipe", "data_dir", "mnist_path"} <= listed, name
         assert "(default: 'default')" in text  # --recipe's default
         assert "(an integer in [1, 1000])" in text  # --epochs's range, from recipe.RANGES
+    elif name == "design":  # the model alone, in the recipe's words
+        assert recipe_fields & listed == {"model"}
     else:
         assert not recipe_fields & listed, name  # --model etc. mean the recipe's only
     # absl's own flags stay in --helpfull

@@ -66,8 +66,16 @@ def test_the_tour_runs_top_to_bottom_and_computes_the_right_things(real_mnist, t
     assert tour["final_test_accuracy"] >= 0.85
     assert tour["signature_equals_keras"] is True
     assert tour["drawn_digit"] == tour["drawn_digit_keras"]
-    assert sorted(os.listdir(tmp_path)) == ["backprop.html", "backprop.xlsx", "lr_sweep.png",
-                                            "model", "savedmodels", "sweep.csv", "tour.ipynb"]
+    # the learner's own network: its card worked out by hand (4 convs and a dense layer;
+    # receptive field 3, 5, pool 6, 10, pool 12, 20), then compared with the default run
+    params = 80 + (8 * 9 * 16 + 16) + (16 * 9 * 16 + 16) + (16 * 9 * 32 + 32) + 330
+    macs = 26 * 26 * 8 * 9 + 24 * 24 * 16 * 72 + 10 * 10 * 16 * 144 + 3 * 3 * 32 * 144 + 320
+    assert tour["my_net_card"] == {"trainable_params": params, "macs": macs,
+                                   "receptive_field": 20}
+    assert tour["compared"] == [[f"{tmp_path / 'my_net.py'}:build", params], ["default", 7826]]
+    assert sorted(os.listdir(tmp_path)) == [
+        "backprop.html", "backprop.xlsx", "compare", "lr_sweep.png", "model", "my_net.py",
+        "my_net_run", "savedmodels", "sweep.csv", "tour.ipynb"]
 
 
 def test_the_committed_tour_is_a_full_run_top_to_bottom():

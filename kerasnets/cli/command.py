@@ -130,6 +130,16 @@ def run(main: Callable[[list[str]], int], module_name: str) -> None:
     app.run(with_error_exit(main), argv=sys.argv)
 
 
+def define_model_code_flag(module_name: str) -> None:
+    """--model_code (kerasnets-export, kerasnets-predict), for the command module
+    `module_name`: the code a model.keras of the learner's own needs loaded first."""
+    flags.DEFINE_string(
+        "model_code", None, "The file (PATH.py) or module (package.module) defining the custom "
+        "layers of a model of your own, imported before its model.keras loads (a --model "
+        "reference PATH.py:FUNCTION is taken too). It is your code, run with your rights; "
+        "nothing is ever imported from a run directory.", module_name=module_name)
+
+
 def register_export_base_validator() -> None:
     """--export_base (kerasnets-export, kerasnets-train) must be a place for new versions."""
     from kerasnets.serving import export

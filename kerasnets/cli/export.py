@@ -46,6 +46,7 @@ flags.register_validator(
     "model_dir", lambda v: v is None or os.path.isfile(os.path.join(v, "model.keras")),
     "--model_dir must be a kerasnets-train run directory holding model.keras")
 command.register_export_base_validator()
+command.define_model_code_flag(__name__)
 
 
 @flags.multi_flags_validator(["export_base", "version"])
@@ -67,7 +68,7 @@ def main(argv: Sequence[str]) -> int:
     logging.set_verbosity(logging.WARNING)  # SavedModel writing logs each step at INFO
     export.export_run(FLAGS.model_dir, FLAGS.export_base, FLAGS.version or None,
                       tuple(FLAGS.formats), FLAGS.calibration_images, FLAGS.data_dir,
-                      FLAGS.mnist_path, log=print)
+                      FLAGS.mnist_path, log=print, model_code=FLAGS.model_code)
     return 0
 
 

@@ -32,6 +32,8 @@ flags.DEFINE_integer("top_k", 1, "Show the k most likely digits.", lower_bound=1
 flags.DEFINE_enum("runtime", "tensorflow", list(runtimes.RUNTIMES), "What runs a version: its SavedModel (tensorflow), model.onnx (onnx), "
                   "model.tflite (litert) or model_int8.tflite (litert_int8).")
 
+command.define_model_code_flag(__name__)
+
 
 @flags.validator("model_path")
 def _model_exists(value) -> bool:
@@ -41,10 +43,12 @@ def _model_exists(value) -> bool:
     return True
 
 
-def predict_command(model_path: str, paths: Sequence[str], top_k: int, runtime: str) -> int:
-    """Loads the model and predicts every file; exit status 1 if any file failed."""
+def predict_command(model_path: str, paths: Sequence[str], top_k: int, runtime: str,
+                    model_code: str | None = None) -> int:
+    """Loads the model (a .keras file's custom layers from `model_code`) and predicts every
+    file; exit status 1 if any file failed."""
     try:
-        classify = versions.load_classifier(model_path, runtime)
+        classify = versions.load_classifier(model_path, runtime, model_code)
     except (errors.NotAnMnistModelError, errors.ModelFileError,
             runtimes.MissingRuntimeFileError) as e:
         return command.fail(f"--model_path: {e}")
@@ -62,7 +66,8 @@ def predict_command(model_path: str, paths: Sequence[str], top_k: int, runtime: 
 def main(argv: Sequence[str]) -> int:
     if len(argv) < 2:
         raise app.UsageError("name at least one image file (PNG, JPEG, GIF or BMP)")
-    return predict_command(FLAGS.model_path, argv[1:], FLAGS.top_k, FLAGS.runtime)
+    return predict_command(FLAGS.model_path, argv[1:], FLAGS.top_k, FLAGS.runtime,
+                           FLAGS.model_code)
 
 
 def run():

@@ -23,7 +23,9 @@ from kerasnets.cli import command
 FLAGS = flags.FLAGS
 
 _HELP = {
-    "model": "Architecture (kerasnets.models.convnets).",
+    "model": "seed, default, wide or fast (kerasnets.models.convnets), or your own: "
+             "PATH.py:FUNCTION or package.module:FUNCTION, a function of no arguments "
+             "returning a Keras model (docs/training.md).",
     "epochs": "Epochs to train.",
     "batch_size": "Global batch size.",
     "optimizer": "sgd (with momentum) or adamw.",
@@ -65,19 +67,21 @@ def define(fv: flags.FlagValues) -> None:
     """The recipe flags and their validators, then --recipe (the default recipe's values
     as their defaults), on `fv`."""
     for name in recipe.FIELDS:
-        _define_field(fv, name)
+        define_field(fv, name)
     command.define_recipe_flag(fv, "default", recipe.names(), RECIPE_HELP, __name__)
     flags.register_validator("recipe", lambda _: _check_combination(fv), flag_values=fv)
 
 
-def _define_field(fv: flags.FlagValues, name: str) -> None:
+def define_field(fv: flags.FlagValues, name: str) -> None:
+    """The flag of recipe field `name` and its validator, on `fv` (kerasnets-design takes
+    --model alone, in the same words as the commands that train)."""
     kind, default, on = recipe.FIELD_TYPES[name], getattr(_DEFAULTS, name), dict(flag_values=fv)
     if name in recipe.CHOICES:
         flags.DEFINE_enum(name, default, list(recipe.CHOICES[name]), _HELP[name], **on)
         return
     described = f"{_HELP[name]} ({recipe.RANGES[name].text})" if name in recipe.RANGES else _HELP[name]
     define_flag = {"int": flags.DEFINE_integer, "float": flags.DEFINE_float,
-                   "bool": flags.DEFINE_bool}[kind]
+                   "bool": flags.DEFINE_bool, "str": flags.DEFINE_string}[kind]
     define_flag(name, default, described, **on)
     flags.register_validator(name, lambda value: _check_field(name, value), **on)
 

@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 
 import keras
+import numpy as np
 from keras import layers
 
 # The model errors live in kerasnets.errors (light commands report them without Keras);
 # convnets.ModelFileError and the others stay importable from here.
 from kerasnets.errors import ModelFileError, ModelFileNotFoundError, NotAnMnistModelError
+from kerasnets.models import user_code
 from kerasnets.models.layers import FusedBatchNorm
+from kerasnets.models.user_code import ModelReferenceError
 
 MEAN, STD = 0.1307, 0.3081  # of MNIST training pixels on the 0..1 scale
 INPUT_SHAPE = (28, 28, 1)
@@ -170,13 +174,65 @@ def fast_model(bn: type = FusedBatchNorm) -> keras.Sequential:
 BUILDERS = {"seed": seed_model, "default": default_model, "wide": wide_model, "fast": fast_model}
 
 
-def build_model(name: str, batch_norm_class: type = FusedBatchNorm) -> keras.Sequential:
+def build_model(name: str, batch_norm_class: type | None = None) -> keras.Model:
     """A fresh, uncompiled model: 'seed', 'default', 'wide' or 'fast', its BatchNorm layers
     of `batch_norm_class` (ours, fused, by default; keras.layers.BatchNormalization to
-    compare)."""
+    compare); or the learner's own, from a reference `PATH.py:FUNCTION` or
+    `package.module:FUNCTION` (kerasnets.models.user_code), checked against the contract
+    every built-in model keeps (`user_model`)."""
+    if user_code.is_reference(name):
+        if batch_norm_class not in (None, FusedBatchNorm):  # kerasnets-bench --batchnorm=keras
+            raise ModelReferenceError("--batchnorm chooses the built-in models' BatchNorm "
+                                      f"layers; --model={name} builds its own")
+        return user_model(name)
     if name not in BUILDERS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(BUILDERS)}")
-    return BUILDERS[name](batch_norm_class)
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(BUILDERS)}, or "
+                         f"name your own: {user_code.FORMS}")
+    return BUILDERS[name](batch_norm_class or FusedBatchNorm)
+
+
+def user_model(reference: str) -> keras.Model:
+    """The model the referenced function returns, held to the built-in models' contract:
+    a Keras model taking float32 pixels 0..255 of shape [batch, 28, 28, 1] and giving
+    10 class probabilities, tried on one batch. ModelReferenceError in one line for
+    anything else (what is wrong and what is needed)."""
+    model = user_code.call(reference)
+    if not isinstance(model, keras.Model):
+        raise ModelReferenceError(f"--model: {reference} returned {type(model).__name__}, "
+                                  "not a Keras model (return keras.Sequential([...]) or "
+                                  "keras.Model(inputs, outputs))")
+    problem = contract_problem(model)
+    if problem:
+        raise ModelReferenceError(f"--model: {reference}: {problem}")
+    return model
+
+
+CONTRACT_BATCH = 4  # images the contract check runs through a referenced model
+
+
+def contract_problem(model: keras.Model) -> str | None:
+    """What keeps `model` from training and serving as the built-in models do, or None:
+    one input (batch, 28, 28, 1), one output (batch, 10), and on a batch of pixels
+    0..255 finite probabilities (each row >= 0, summing to 1)."""
+    problem = mnist_model_problem(model) or (
+        not add_channel_axis(model) and f"its input is {_batch_shape(model.inputs[0].shape)}")
+    if problem:
+        return (f"{problem}; kerasnets needs input (batch, 28, 28, 1) (start with "
+                "keras.Input((28, 28, 1))) and output (batch, 10)")
+    pixels = np.random.default_rng(0).integers(0, 256, (CONTRACT_BATCH, *INPUT_SHAPE))
+    try:
+        out = np.asarray(keras.ops.convert_to_numpy(
+            model(pixels.astype("float32"), training=False)), np.float64)
+    except Exception as e:  # the user's layers: their own error, in one line
+        return (f"it fails on a batch of {CONTRACT_BATCH} images: {type(e).__name__}: "
+                f"{user_code.one_line(e)}")
+    if out.shape != (CONTRACT_BATCH, 10) or not np.all(np.isfinite(out)):
+        return f"it gives non-finite outputs on a batch of {CONTRACT_BATCH} images"
+    if np.any(out < 0) or not np.allclose(out.sum(axis=1), 1.0, atol=1e-3):
+        return ("its outputs are not probabilities (each row must be >= 0 and sum to "
+                "1): end it with a softmax, e.g. keras.layers.Activation(\"softmax\", "
+                "dtype=\"float32\")")
+    return None
 
 
 def count_params(model: keras.Model) -> tuple[int, int]:
@@ -229,7 +285,7 @@ def saved_policy(path: str) -> str | None:
     return dtype if dtype in ("float32", "mixed_float16", "mixed_bfloat16") else None
 
 
-def load_model(path: str, compile: bool = True) -> keras.Model:
+def load_model(path: str, compile: bool = True, model_code: str | None = None) -> keras.Model:
     """Loads a `.keras` file written by kerasnets (or any Keras 3 code) with safe_mode=True.
 
     Our models use built-in Keras layers and one registered layer of ours
@@ -239,7 +295,16 @@ def load_model(path: str, compile: bool = True) -> keras.Model:
     optimizer and loss, ready for `fit` (fine-tuning). A model that is not an MNIST
     classifier (other input or output shape) raises NotAnMnistModelError, a file that
     cannot be read ModelFileError.
+
+    A model of the learner's own with custom layers (registered the usual way,
+    `keras.saving.register_keras_serializable`) loads when `model_code` names the code
+    that defines them: its `PATH.py` or `package.module` (or the run's `--model`
+    reference), imported first; it is the user's code, run with their rights. Without
+    it the error names the class that is missing. Nothing is imported from the file's
+    own directory or config.
     """
+    if model_code:
+        user_code.import_source(model_code, "--model_code")
     if not str(path).endswith(".keras"):
         raise ModelFileError(f"{path}: not a .keras file (for a SavedModel directory use "
                              "tf.saved_model.load or keras.layers.TFSMLayer)")
@@ -253,7 +318,13 @@ def load_model(path: str, compile: bool = True) -> keras.Model:
         keras.mixed_precision.set_global_policy(saved_policy(path) or policy)
         model = keras.saving.load_model(path, compile=compile, safe_mode=True)
     except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as e:
-        raise ModelFileError(f"cannot load {path}: {e}") from None
+        missing = re.search(r"Could not locate class '([^']+)'", str(e))
+        if missing:
+            raise ModelFileError(
+                f"cannot load {path}: it uses the class {missing.group(1)}, which no imported "
+                "code registers; name the file that defines it (--model_code=PATH.py, or "
+                "load_model(path, model_code=...))") from None
+        raise ModelFileError(f"cannot load {path}: {user_code.one_line(e)}") from None
     finally:
         keras.mixed_precision.set_global_policy(policy)
     problem = mnist_model_problem(model)

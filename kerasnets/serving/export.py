@@ -349,16 +349,17 @@ class Exported:
 def export_run(model_dir: str, export_base: str, version: int | None = None,
                formats: Sequence[str] = DEFAULT_FORMATS, calibration_images: int = 1000,
                data_dir: str | None = None, mnist_path: str | None = None,
-               log: Callable[[str], None] = print) -> Exported:
+               log: Callable[[str], None] = print, model_code: str | None = None) -> Exported:
     """Exports `model_dir`/model.keras (a kerasnets-train run) as version `version` (None:
     the next free) of `export_base` in `formats`; logs where it went and each file's size.
     MNIST is loaded (data_dir, mnist_path: kerasnets.data.offline) only for litert_int8: its
-    calibration images and the test digits its accuracy is measured on."""
+    calibration images and the test digits its accuracy is measured on. `model_code`: the
+    user's code a model of their own needs (convnets.load_model)."""
     from kerasnets.models import convnets
 
     tf_logger_quiet()  # SavedModel writing logs each step at INFO
     model_path = os.path.join(model_dir, "model.keras")
-    model = convnets.load_model(model_path)
+    model = convnets.load_model(model_path, model_code=model_code)
     mnist = _mnist_for_int8(formats, data_dir, mnist_path)
     calibration = calibration_sample(mnist[0][0], calibration_images) if mnist else None
     path = export_version(model, export_base, version, formats, calibration)

@@ -114,7 +114,8 @@ class ModelWatcher:
             self.poll()
 
 
-def load_classifier(path: str, runtime: str = "tensorflow") -> Callable[[np.ndarray], np.ndarray]:
+def load_classifier(path: str, runtime: str = "tensorflow",
+                    model_code: str | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """A function uint8 [batch, 28, 28] → float32 probabilities [batch, 10].
 
     `path` is a version directory, an export base (its highest version is used) or a
@@ -133,7 +134,7 @@ def load_classifier(path: str, runtime: str = "tensorflow") -> Callable[[np.ndar
                                     f"for --runtime={runtime} export it first (kerasnets-export)")
     from kerasnets.models import convnets
 
-    model = convnets.load_model(path, compile=False)
+    model = convnets.load_model(path, compile=False, model_code=model_code)
     channel = convnets.add_channel_axis(model)
     return lambda images: np.asarray(
         model(images[..., None] if channel else images, training=False), np.float32)

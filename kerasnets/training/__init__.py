@@ -8,6 +8,8 @@
   records       what every loop records: the history row, the scores, results.json
   job           kerasnets-train as one call: the lock, the cluster, training, the export
   seed_sweep    one recipe at several seeds (kerasnets-sweep)
+  compare       finished runs side by side: a row each, their curves (kerasnets-compare)
+  hparams       a run's recipe and final figures as TensorBoard HParams
 
 The highest library layer: may import kerasnets.errors, fileio, plots, data, models and
 serving (a run ends in an export); nothing below imports it.

@@ -198,6 +198,7 @@ class WorkerState:
         with strategy.scope():
             self.model = create_model(config, steps)
             self.model.optimizer.build(self.model.trainable_variables)
+        run_dir.write_design(work_dir, self.model)
         self.history: list[dict] = []
         backup = run_dir.latest_backup(work_dir)
         if backup:

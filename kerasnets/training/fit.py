@@ -31,7 +31,7 @@ import tensorflow as tf
 from kerasnets import errors, fileio
 from kerasnets.data import pipeline
 from kerasnets.models import convnets
-from kerasnets.training import recipe, records, run_dir
+from kerasnets.training import hparams, recipe, records, run_dir
 from kerasnets.training.recipe import (TrainConfig, augmented_epochs, create_model, reaches,
                               select_examples)
 from kerasnets.training.run_dir import BACKUP_DIR
@@ -188,6 +188,7 @@ def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] 
                                  "kerasnets.training.distributed.train_multiworker (kerasnets-train "
                                  "calls it), not kerasnets.train", ("strategy",))
     try:
+        set_threads(config.intra_op_threads)  # before start builds a model (TF's runtime starts)
         run_dir.start(model_dir, config, overwrite, records.resolve_precision(config.precision),
                       log)
         with run_settings(config) as precision:
@@ -235,6 +236,7 @@ def finish_run(config: TrainConfig, model: keras.Model, history: list[dict], dat
     results = records.results_dict(config, model, history, (test_loss, test_acc, train_acc),
                                    precision, strategy_name(strategy),
                                    strategy.num_replicas_in_sync, **extra)
+    hparams.write(os.path.join(model_dir, "tensorboard"), config, results)
     write_outputs(model_dir, model, history, results, x_test, y_test, predicted)
     shutil.rmtree(os.path.join(model_dir, BACKUP_DIR), ignore_errors=True)
     return results
@@ -242,12 +244,15 @@ def finish_run(config: TrainConfig, model: keras.Model, history: list[dict], dat
 
 def restore_or_create(config: TrainConfig, model_dir: str, steps_per_epoch: int,
                       log: Callable[[str], None]) -> tuple[keras.Model, list[dict]]:
-    """(model, history so far): from the newest backup in model_dir, or a fresh model."""
+    """(model, history so far): from the newest backup in model_dir, or a fresh model
+    (its design card written into model_dir before the first epoch)."""
     backup = run_dir.latest_backup(model_dir)
-    if not backup:
-        return create_model(config, steps_per_epoch), []
-    model, history = read_backup(backup)
-    log(f"resuming from {backup} (epoch {len(history)} of {config.epochs} done)")
+    if backup:
+        model, history = read_backup(backup)
+        log(f"resuming from {backup} (epoch {len(history)} of {config.epochs} done)")
+    else:
+        model, history = create_model(config, steps_per_epoch), []
+    run_dir.write_design(model_dir, model)
     return model, history
 
 

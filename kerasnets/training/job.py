@@ -1,7 +1,7 @@
 """kerasnets-train as one call: the run directory held, the recipe trained, the model exported.
 
 `train_and_export` is the whole command (kerasnets.cli.train only parses flags): it
-locks --model_dir, asks run_dir whether the run there may start or continue before
+checks a referenced model on one batch, locks --model_dir, asks run_dir whether the run there may start or continue before
 anything loads, sets up the TF_CONFIG cluster for --strategy=multiworker, trains with
 the loop the strategy needs (kerasnets.training.fit or kerasnets.training.distributed)
 and, with an export base, writes the final model as the next version. It sits above
@@ -27,6 +27,7 @@ def train_and_export(config: TrainConfig, model_dir: str, data_dir: str | None =
     `export_base` exports the final model as the next version. Returns the results dict
     (None on a multi-worker job's other workers, whose outputs the chief writes)."""
     model_dir = os.path.abspath(model_dir)
+    digest = check_model(config)
     lock_dir, cluster = model_dir, None
     if config.strategy == "multiworker":
         from kerasnets.training import distributed
@@ -37,11 +38,29 @@ def train_and_export(config: TrainConfig, model_dir: str, data_dir: str | None =
         # before anything loads; another worker also reads the chief's directory, where it
         # shares it, so a finished job is refused by every worker, not only the chief
         reason = run_dir.problem(lock_dir, config, overwrite) or (
-            lock_dir != model_dir and run_dir.problem(model_dir, config, overwrite))
+            lock_dir != model_dir and run_dir.problem(model_dir, config, overwrite)) or (
+            not overwrite and run_dir.code_problem(model_dir, config, digest))
         if reason:
             raise run_dir.RunDirError(reason)
         return _train_and_export(config, model_dir, cluster, data_dir, mnist_path, overwrite,
                                  export_base, collective_timeout, log)
+
+
+def check_model(config: TrainConfig) -> dict | None:
+    """A referenced model (--model=PATH.py:FUNCTION) built and tried on one batch before
+    the run directory is touched (ModelReferenceError in one line if it cannot be used);
+    returns the digest of what it builds (run_dir.model_digest), so a run its code no
+    longer matches is refused before MNIST loads. None for a built-in model, and for a
+    multi-worker job, which checks it once its cluster is up (run_dir.start: the strategy
+    must be made before TensorFlow's runtime starts, and building a model starts it)."""
+    from kerasnets.models import user_code
+
+    if not user_code.is_reference(config.model) or config.strategy == "multiworker":
+        return None
+    from kerasnets.training import fit
+
+    fit.set_threads(config.intra_op_threads)  # fixed once the runtime starts
+    return run_dir.model_digest(config.model)
 
 
 def _train_and_export(config: TrainConfig, model_dir: str, cluster: tuple[int, int] | None,

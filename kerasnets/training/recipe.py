@@ -28,8 +28,9 @@ import math
 from typing import Collection
 
 from kerasnets import errors
+from kerasnets.models import user_code
 
-MODELS = ("seed", "default", "wide", "fast")  # kerasnets.models.convnets.BUILDERS (a test holds it)
+MODELS = user_code.BUILTIN_MODELS  # or a reference PATH.py:FUNCTION, package.module:FUNCTION
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")  # multiworker: kerasnets.training.distributed
 OPTIMIZERS = ("sgd", "adamw")
@@ -115,7 +116,7 @@ class TrainConfig:
 
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}  # "int", "float", ...
-CHOICES = {"model": MODELS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
+CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES,
            "precision": PRECISIONS, "strategy": STRATEGIES}
 RANGES = {
     "epochs": Range(1, 1000, integer=True), "batch_size": Range(1, 8192, integer=True),
@@ -131,7 +132,12 @@ RANGES = {
 
 
 def check_field(name: str, value) -> None:
-    """ConfigError unless `value` is one `name` allows (its choices, type and range)."""
+    """ConfigError unless `value` is one `name` allows (its choices, type and range; a
+    model's name or the text of a reference: the code it names is checked when the
+    model is built)."""
+    problem = name == "model" and user_code.name_problem(value)
+    if problem:
+        raise ConfigError(f"--model {problem}", (name,))
     if name in CHOICES and value not in CHOICES[name]:
         raise ConfigError(f"--{name} must be one of {', '.join(CHOICES[name])}, not {value!r}",
                           (name,))
@@ -249,13 +255,13 @@ def differences(old: TrainConfig, new: TrainConfig) -> list[str]:
 def create_model(config: TrainConfig, steps_per_epoch: int,
                  batch_norm_class: type | None = None):
     """A compiled model: the named architecture (its BatchNorm layers of `batch_norm_class`,
-    default ours), optimizer, schedule and loss."""
+    default ours) or the referenced one (kerasnets.models.convnets.build_model), the
+    optimizer, schedule and loss."""
     import keras
 
     from kerasnets.models import convnets
 
-    model = (convnets.build_model(config.model, batch_norm_class) if batch_norm_class
-             else convnets.build_model(config.model))
+    model = convnets.build_model(config.model, batch_norm_class)
     lr = config.learning_rate
     if config.schedule == "cosine":
         warmup = int(round(config.warmup_epochs * steps_per_epoch))
@@ -298,6 +304,13 @@ def reaches(accuracy: float, target: float) -> bool:
     """accuracy >= target, with accuracies as Keras stores them (float32: 9960/10000 is
     0.99599999) compared at the resolution a test set can have (rounded to 1e-6)."""
     return round(accuracy, 6) >= round(target, 6)
+
+
+def last_three(test_accuracies: list[float | None]) -> list[float]:
+    """The test accuracies of the last three epochs that had a test pass (None: an epoch
+    without one): what kerasnets-sweep and kerasnets-compare hold to a target, so one
+    lucky epoch does not count."""
+    return [a for a in test_accuracies if a is not None][-3:]
 
 
 def first_epoch_at(test_accuracies: list[float | None], level: float) -> int | None:

@@ -12,8 +12,13 @@ before its first epoch. Started again:
 * with `overwrite`, the earlier run's files (partial or finished) are removed first
   and the run starts afresh.
 
+A run of the learner's own model (--model=PATH.py:FUNCTION) also records a digest of
+its code (the file's bytes, the architecture it builds): started again after the file
+was edited, it is refused the same way, its backup untouched.
+
 Both training loops (kerasnets.training.fit and kerasnets.training.distributed) start through
-`start()`, and kerasnets-train asks `problem()` before it loads anything. Nothing here imports TensorFlow.
+`start()`, which builds the model (so it loads Keras), and kerasnets-train asks `problem()`
+before it loads anything; the rest imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -32,27 +37,42 @@ RECIPE_FILE = "recipe.json"
 # recipe.json's key beside the TrainConfig fields: what --precision (auto included) meant
 # where the run started, so a resume where it means another precision is refused
 RESOLVED_PRECISION = "resolved_precision"
+# recipe.json's key for a referenced model (PATH.py:FUNCTION): the digest of what it built
+# (kerasnets.models.user_code.digest), so a resume after the file was edited is refused
+MODEL_DIGEST = "model_digest"
+DESIGN_FILE = "design.json"  # the model's design card (kerasnets.models.design), at the start
 BACKUP_DIR = "backup"
 LOCK_FILE = ".lock"  # held while a run trains in the directory (fileio.exclusive_directory)
 OUTPUT_FILES = ("model.keras", "history.csv", "results.json", "curves.png",
                 "misclassified.png", "confusion.png")
-RUN_FILES = OUTPUT_FILES + ("tensorboard", BACKUP_DIR, RECIPE_FILE)  # what --overwrite removes
+RUN_FILES = OUTPUT_FILES + ("tensorboard", BACKUP_DIR, RECIPE_FILE, DESIGN_FILE)  # what --overwrite removes
 
 
 class RunDirError(errors.KerasnetsError, ValueError):
     """The directory holds a finished run, or a run of another recipe."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Recorded:
+    """What recipe.json holds: the recipe, the precision --precision resolved to where the
+    run started (None for a run recorded before kerasnets recorded it), and a referenced
+    model's digest (None for a built-in model)."""
+
+    config: TrainConfig
+    precision: str | None = None
+    model_digest: dict | None = None
+
+
 def recorded_recipe(model_dir: str) -> TrainConfig | None:
     """The recipe the run in `model_dir` recorded when it started, or None if none did;
     RunDirError for a file that is not a whole recipe (every field, each allowed)."""
     recorded = read_recipe_file(model_dir)
-    return recorded and recorded[0]
+    return recorded and recorded.config
 
 
-def read_recipe_file(model_dir: str) -> tuple[TrainConfig, str | None] | None:
-    """(the recorded recipe, the precision it resolved to where it started: None for a run
-    recorded before kerasnets recorded it), or None without a recipe.json."""
+def read_recipe_file(model_dir: str) -> Recorded | None:
+    """What the run in `model_dir` recorded in recipe.json, or None without one;
+    RunDirError for a file that is not a whole recipe (every field, each allowed)."""
     path = os.path.join(model_dir, RECIPE_FILE)
     if not os.path.isfile(path):
         return None
@@ -62,11 +82,14 @@ def read_recipe_file(model_dir: str) -> tuple[TrainConfig, str | None] | None:
         if not isinstance(values, dict):
             raise ValueError("it is not a JSON object")
         resolved = values.pop(RESOLVED_PRECISION, None)
+        digest = values.pop(MODEL_DIGEST, None)
         if set(values) != set(recipe.FIELDS):
             raise ValueError("it does not name exactly the fields of TrainConfig")
         if resolved is not None and resolved not in recipe.PRECISIONS[1:]:
             raise ValueError(f"{RESOLVED_PRECISION} {resolved!r} is not a precision")
-        return TrainConfig(**values), resolved
+        if digest is not None and not isinstance(digest, dict):
+            raise ValueError(f"{MODEL_DIGEST} is not a JSON object")
+        return Recorded(TrainConfig(**values), resolved, digest)
     except (OSError, ValueError, TypeError) as e:  # ConfigError, JSON and Unicode errors too
         raise RunDirError(f"--model_dir: {path} is not a recipe this kerasnets can read ({e}); "
                           "start afresh with --overwrite") from None
@@ -131,12 +154,17 @@ def problem(model_dir: str, config: TrainConfig, overwrite: bool) -> str | None:
 def start(model_dir: str, config: TrainConfig, overwrite: bool, precision: str,
           log: Callable[[str], None] = print) -> None:
     """Makes `model_dir` ready for `config`, whose --precision means `precision` here:
-    refuses it (RunDirError) as `problem()` says or where the run there was trained in
-    another precision, removes an earlier run with `overwrite` (only a directory holding
-    one: a user's own files are never taken for a run's), and records the recipe with
-    its resolved precision."""
-    reason = problem(model_dir, config, overwrite) or (
-        not overwrite and precision_problem(model_dir, config, precision))
+    checks a referenced model (built once and held to the MNIST-model contract, before
+    anything is written), refuses the directory (RunDirError) as `problem()` says, or
+    where the run there was trained in another precision or from other code, removes an
+    earlier run with `overwrite` (only a directory holding one: a user's own files are
+    never taken for a run's), and records the recipe with its resolved precision and a
+    referenced model's digest.
+
+    TensorFlow's threads per op must be set before (building a model starts its runtime)."""
+    digest = model_digest(config.model)
+    reason = problem(model_dir, config, overwrite) or (not overwrite and (
+        precision_problem(model_dir, config, precision) or code_problem(model_dir, config, digest)))
     if reason:
         raise RunDirError(reason)
     if overwrite and os.path.isdir(model_dir) and holds_run(model_dir):
@@ -144,20 +172,60 @@ def start(model_dir: str, config: TrainConfig, overwrite: bool, precision: str,
         log(f"--overwrite: removed the earlier run's {', '.join(removed)} from {model_dir}")
     os.makedirs(model_dir, exist_ok=True)
     if not os.path.isfile(os.path.join(model_dir, RECIPE_FILE)):
+        recorded = {**dataclasses.asdict(recipe.as_run(config)), RESOLVED_PRECISION: precision}
         with fileio.atomic_file(os.path.join(model_dir, RECIPE_FILE)) as f:
-            json.dump({**dataclasses.asdict(recipe.as_run(config)), RESOLVED_PRECISION: precision},
-                      f, indent=2)
+            json.dump({**recorded, **({MODEL_DIGEST: digest} if digest else {})}, f, indent=2)
+
+
+def model_digest(model: str) -> dict | None:
+    """The digest of what a referenced model builds (kerasnets.models.user_code.digest),
+    built and checked now; None for a built-in name (its code is the package's)."""
+    from kerasnets.models import user_code
+
+    if not user_code.is_reference(model):
+        return None
+    from kerasnets.models import convnets
+
+    return user_code.digest(model, convnets.build_model(model).get_config())
+
+
+def write_design(model_dir: str, model) -> None:
+    """The design card of the run's model (kerasnets.models.design) as design.json, once:
+    written from the model the run trains, before its first epoch."""
+    path = os.path.join(model_dir, DESIGN_FILE)
+    if not os.path.isfile(path):
+        from kerasnets.models import design
+
+        with fileio.atomic_file(path) as f:
+            json.dump(design.card(model), f, indent=2)
 
 
 def precision_problem(model_dir: str, config: TrainConfig, precision: str) -> str | None:
     """Why the run in `model_dir` may not continue where --precision={config.precision}
     means `precision` (it was trained in another one), or None."""
     recorded = read_recipe_file(model_dir) if os.path.isdir(model_dir) else None
-    if not recorded or recorded[1] in (None, precision):
+    if not recorded or recorded.precision in (None, precision):
         return None
-    return (f"--model_dir: {os.path.abspath(model_dir)} holds a run trained in {recorded[1]} "
-            f"(--precision={config.precision} there); here it means {precision}: resume it where "
-            f"it means {recorded[1]}, or start afresh with --overwrite")
+    return (f"--model_dir: {os.path.abspath(model_dir)} holds a run trained in "
+            f"{recorded.precision} (--precision={config.precision} there); here it means "
+            f"{precision}: resume it where it means {recorded.precision}, or start afresh with "
+            "--overwrite")
+
+
+def code_problem(model_dir: str, config: TrainConfig, digest: dict | None) -> str | None:
+    """Why the run in `model_dir` may not continue with the referenced model's code as it
+    is now (its digest `digest`): the file, or what it builds, changed since the run
+    started. None for a built-in model, or code unchanged."""
+    from kerasnets.models import user_code
+
+    recorded = read_recipe_file(model_dir) if os.path.isdir(model_dir) else None
+    if not recorded or digest is None or recorded.model_digest is None:
+        return None
+    changed = user_code.digest_changes(recorded.model_digest, digest)
+    return changed and (
+        f"--model_dir: {os.path.abspath(model_dir)} holds a run of --model={config.model} "
+        f"whose code changed since it started ({' and '.join(changed)}); put the file back as "
+        "it was to resume, or start afresh with --overwrite")
 
 
 def remove(path: str) -> bool:

@@ -91,7 +91,7 @@ def seed_row(out_dir: str, seed: int, target: float) -> dict:
     at the end (--eval_every=0) has one, its final model's."""
     with open(os.path.join(seed_dir(out_dir, seed), "results.json")) as f:
         results = json.load(f)
-    last_three = [a for a in results["test_accuracy"] if a is not None][-3:]
+    last_three = recipe.last_three(results["test_accuracy"])
     return dict(seed=seed, last_three=last_three, last_three_min=min(last_three),
                 best=results["best_test_accuracy"], final=results["final_test_accuracy"],
                 first_epoch_at_target=results["first_epoch_at_target"],
@@ -154,7 +154,11 @@ def sweep(config: recipe.TrainConfig, seeds: Sequence[int], out_dir: str, jobs: 
           log=print, data_flags: Sequence[str] = ()) -> tuple[dict | None, list[int]]:
     """Holds out_dir (a second sweep on it is refused: fileio.DirectoryInUseError), trains
     every unfinished seed (`jobs` at a time) and writes the summary; returns (summary,
-    failed seeds), each seed's last three tested epochs held to the recipe's target."""
+    failed seeds), each seed's last three tested epochs held to the recipe's target. A
+    referenced model is checked once, before out_dir is touched."""
+    from kerasnets.training import job
+
+    job.check_model(config)
     with fileio.exclusive_directory(out_dir, "kerasnets-sweep", LOCK_FILE, "--out_dir"):
         return _sweep(config, seeds, out_dir, jobs, log, data_flags)
 

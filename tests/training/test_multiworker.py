@@ -79,7 +79,7 @@ def test_multiworker_two_local_workers_train_one_model(real_mnist, tmp_path):
     assert accuracy == pytest.approx(results["test_accuracy"][-1], abs=1e-6)
     # Only the chief wrote files; the other worker's scratch directory is gone.
     assert sorted(os.listdir(tmp_path)) == sorted(run_dir.OUTPUT_FILES + (
-        "tensorboard", run_dir.LOCK_FILE, run_dir.RECIPE_FILE))
+        "tensorboard", run_dir.LOCK_FILE, run_dir.RECIPE_FILE, run_dir.DESIGN_FILE))
     # The smoke recipe asks for deterministic ops, which the collectives do not promise: each
     # worker says so, and every record holds what ran.
     for _, out, _ in (chief, worker):

@@ -62,12 +62,12 @@ def test_a_run_resumed_where_its_precision_means_another_is_refused_naming_it(tm
         "--overwrite")
     assert (backup / "state.json").read_text() == '{"epochs_done": 1, "history": []}'
     run_dir.start(str(tmp_path), SMOKE, overwrite=False, precision="mixed_float16")  # same: on
-    assert run_dir.read_recipe_file(str(tmp_path)) == (SMOKE, "mixed_float16")
+    assert run_dir.read_recipe_file(str(tmp_path)) == run_dir.Recorded(SMOKE, "mixed_float16")
     _record(tmp_path, dataclasses.asdict(SMOKE))  # recorded without it
     run_dir.start(str(tmp_path), SMOKE, overwrite=False, precision="float32")
-    assert run_dir.read_recipe_file(str(tmp_path)) == (SMOKE, None)
+    assert run_dir.read_recipe_file(str(tmp_path)) == run_dir.Recorded(SMOKE, None)
     run_dir.start(str(tmp_path), SMOKE, overwrite=True, precision="float32", log=lambda line: None)
-    assert run_dir.read_recipe_file(str(tmp_path)) == (SMOKE, "float32")
+    assert run_dir.read_recipe_file(str(tmp_path)) == run_dir.Recorded(SMOKE, "float32")
     assert not backup.exists()
     _record(tmp_path, {**dataclasses.asdict(SMOKE), run_dir.RESOLVED_PRECISION: "auto"})
     with pytest.raises(run_dir.RunDirError, match="resolved_precision 'auto' is not a precision"):

@@ -5,7 +5,6 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import time
 import keras
 import numpy as np
 import pytest
-from conftest import REPO, SMOKE, error_lines, run_module
+from conftest import REPO, SMOKE, error_lines, kill_after_backup, run_module, tree
 from kerasnets.models import convnets
 from kerasnets.training import fit, recipe, run_dir
 
@@ -131,8 +130,10 @@ def test_unknown_model_name_is_refused():
 
 def test_smoke_run_writes_every_output(smoke_run):
     model_dir, results, lines = smoke_run
-    assert sorted(os.listdir(model_dir)) == sorted(run_dir.OUTPUT_FILES + ("tensorboard",
-                                                                          run_dir.RECIPE_FILE))
+    assert sorted(os.listdir(model_dir)) == sorted(run_dir.OUTPUT_FILES + (
+        "tensorboard", run_dir.RECIPE_FILE, run_dir.DESIGN_FILE))
+    card = json.loads((model_dir / run_dir.DESIGN_FILE).read_text())
+    assert (card["model"], card["trainable_params"], card["macs"]) == ("default", 7826, 1120152)
     for name in ("curves.png", "misclassified.png", "confusion.png"):
         assert (model_dir / name).read_bytes()[:4] == b"\x89PNG"
     assert os.listdir(model_dir / "tensorboard")
@@ -406,30 +407,6 @@ def _history(model_dir):
     return [r[:-1] for r in rows]  # everything but the seconds
 
 
-def _kill_after_backup(args, model_dir, epoch):
-    """Starts kerasnets-train `args` into model_dir and SIGKILLs it once the backup of
-    `epoch` is complete (in the next epoch)."""
-    proc = subprocess.Popen(args + [f"--model_dir={model_dir}"], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 240
-        while not (model_dir / "backup" / f"epoch-{epoch:04d}" / "state.json").exists():
-            assert proc.poll() is None and time.time() < deadline, f"no epoch-{epoch} backup"
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert not (model_dir / "results.json").exists()
-    assert (model_dir / run_dir.LOCK_FILE).exists()  # left behind; the kernel released its lock
-
-
-def _tree(path):
-    """{relative path: bytes} of every file under path."""
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
-            if p.is_file()}
-
-
 def test_resume_after_sigkill_gives_the_uninterrupted_history(real_mnist, tmp_path):
     """The same command resumes; a changed recipe is refused with the backup untouched."""
     args = [sys.executable, "-m", "kerasnets.cli.train", "--recipe=smoke", "--epochs=4",
@@ -438,8 +415,8 @@ def test_resume_after_sigkill_gives_the_uninterrupted_history(real_mnist, tmp_pa
     subprocess.run(args + [f"--model_dir={whole}"], cwd=REPO, check=True, capture_output=True,
                    timeout=300)
     killed = tmp_path / "killed"
-    _kill_after_backup(args, killed, 2)  # mid-epoch 3
-    before = _tree(killed / "backup")
+    kill_after_backup(args, killed, 2)  # mid-epoch 3
+    before = tree(killed / "backup")
 
     changed = run_module("train", *args[3:], f"--model_dir={killed}", "--optimizer=adamw",
                          "--learning_rate=0.001", timeout=120)
@@ -448,12 +425,12 @@ def test_resume_after_sigkill_gives_the_uninterrupted_history(real_mnist, tmp_pa
         f"kerasnets-train: error: --model_dir: {killed} holds a run of another recipe "
         '(--optimizer "sgd" → "adamw", --learning_rate 0.05 → 0.001); resume it with '
         "--optimizer=sgd --learning_rate=0.05, or start afresh with --overwrite"]
-    assert _tree(killed / "backup") == before
+    assert tree(killed / "backup") == before
     # from Python: the same check, in the library
     with pytest.raises(run_dir.RunDirError, match="holds a run of another recipe "
                                                   r"\(--seed 1 → 2\)"):
         fit.train(dataclasses.replace(SMOKE, epochs=4, seed=2), real_mnist[0], str(killed))
-    assert _tree(killed / "backup") == before
+    assert tree(killed / "backup") == before
 
     resumed = subprocess.run(args + [f"--model_dir={killed}"], cwd=REPO, capture_output=True,
                              text=True, timeout=300)
@@ -480,7 +457,7 @@ def test_a_mixed_precision_run_killed_after_an_epoch_resumes_to_the_uninterrupte
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     subprocess.run(args + [f"--model_dir={whole}"], cwd=REPO, check=True, capture_output=True,
                    timeout=300)
-    _kill_after_backup(args, killed, 1)
+    kill_after_backup(args, killed, 1)
     # the backup reads back whole under this process's float32 policy (the one loader
     # restores the run's): a loss-scale optimizer with its 16 steps of state
     assert keras.mixed_precision.global_policy().name == "float32"
@@ -512,12 +489,13 @@ def test_overwrite_starts_afresh_from_a_partial_run_of_another_recipe(real_mnist
     subprocess.run(args + [f"--model_dir={fresh}"], cwd=REPO, check=True, capture_output=True,
                    timeout=300)
     partial = tmp_path / "partial"
-    _kill_after_backup(args + ["--optimizer=adamw", "--learning_rate=0.001"], partial, 1)
+    kill_after_backup(args + ["--optimizer=adamw", "--learning_rate=0.001"], partial, 1)
     again = subprocess.run(args + [f"--model_dir={partial}", "--overwrite"], cwd=REPO,
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert "resuming" not in again.stdout
-    assert f"--overwrite: removed the earlier run's tensorboard, backup, recipe.json from {partial}" in (
+    assert ("--overwrite: removed the earlier run's tensorboard, backup, recipe.json, design.json "
+            f"from {partial}") in (
         again.stdout)
     assert _history(partial) == _history(fresh)
     recorded = json.loads((partial / run_dir.RECIPE_FILE).read_text())
