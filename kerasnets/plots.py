@@ -126,3 +126,44 @@ def plot_confusion(labels, predicted, path_or_file) -> None:
            title="confusion matrix (test set; errors shaded)")
     fig.colorbar(im, ax=ax)
     save_figure(fig, path_or_file)
+
+
+def plot_trials(rows, path_or_file, max_params: int, pareto: Sequence[int] = ()) -> None:
+    """A search's trials (kerasnets-search rows): validation accuracy against trainable
+    parameters, the budget as a line, the best trial ringed; with `pareto` (a
+    two-objective search's front, by trial number) a second panel of accuracy against
+    training seconds with the front joined."""
+    trained = [r for r in rows if r["validation_accuracy"] is not None]
+    fig, axes = subplots(1, 2 if pareto else 1, figsize=(12 if pareto else 7, 4.5),
+                         squeeze=False)
+    ax = axes[0][0]
+    for state, colour in (("COMPLETE", "tab:blue"), ("PRUNED", "tab:gray")):
+        chosen = [r for r in trained if r["state"] == state]
+        ax.scatter([r["trainable_params"] for r in chosen],
+                   [100 * r["validation_accuracy"] for r in chosen], color=colour, s=24,
+                   label=state.lower() + (" (last epoch reported)" if state == "PRUNED" else ""))
+    best = [r for r in trained if r.get("best")]
+    if best:
+        ax.scatter([best[0]["trainable_params"]], [100 * best[0]["validation_accuracy"]],
+                   s=160, facecolors="none", edgecolors="tab:red", label=f"best (#{best[0]['trial']})")
+    ax.axvline(max_params, color="gray", linestyle=":", label=f"budget {max_params:,}")
+    ax.set(xlabel="trainable parameters", ylabel="validation accuracy (%)",
+           title="trials: accuracy against size")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    if pareto:
+        ax = axes[0][1]
+        complete = [r for r in trained if r["state"] == "COMPLETE"]
+        ax.scatter([r["seconds_objective"] for r in complete],
+                   [100 * r["validation_accuracy"] for r in complete], color="tab:blue", s=24,
+                   label="complete")
+        front = sorted((r for r in complete if r["trial"] in pareto),
+                       key=lambda r: r["seconds_objective"])
+        ax.plot([r["seconds_objective"] for r in front],
+                [100 * r["validation_accuracy"] for r in front], "o-", color="tab:red",
+                label="Pareto front")
+        ax.set(xlabel="training seconds", ylabel="validation accuracy (%)",
+               title="accuracy against time")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    save_figure(fig, path_or_file)

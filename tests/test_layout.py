@@ -26,7 +26,8 @@ RANKS = {
     "kerasnets.models": 3,
     "kerasnets.serving": 4,
     "kerasnets.training": 5,
-    "kerasnets.cli": 6, "kerasnets.bench": 6,
+    "kerasnets.search": 6,
+    "kerasnets.cli": 7, "kerasnets.bench": 7,
 }
 FRONT_ENDS = {"kerasnets.cli", "kerasnets.bench"}
 PART_2 = {"kerasnets.data", "kerasnets.models", "kerasnets.serving", "kerasnets.training"}

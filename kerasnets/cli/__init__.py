@@ -3,7 +3,7 @@
   kerasnets-train    train      kerasnets-export   export     kerasnets-predict  predict
   kerasnets-serve    serve      kerasnets-sweep    sweep      kerasnets-bench    bench
   kerasnets-toynet   toynet     kerasnets-data     data       kerasnets-design   design
-  kerasnets-compare  compare
+  kerasnets-compare  compare    kerasnets-search   search
 
 Each defines its flags at module top (the recipe and data flags come from
 `recipe_flags` and `data_flags`, adopted so --help lists them), parses in

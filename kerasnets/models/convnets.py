@@ -196,14 +196,19 @@ def user_model(reference: str) -> keras.Model:
     a Keras model taking float32 pixels 0..255 of shape [batch, 28, 28, 1] and giving
     10 class probabilities, tried on one batch. ModelReferenceError in one line for
     anything else (what is wrong and what is needed)."""
-    model = user_code.call(reference)
+    return checked_model(user_code.call(reference), reference)
+
+
+def checked_model(model, reference: str, flag: str = "--model") -> keras.Model:
+    """`model`, what `reference` gave, if it keeps the built-in models' contract
+    (`contract_problem`); else ModelReferenceError naming `flag` and what is wrong."""
     if not isinstance(model, keras.Model):
-        raise ModelReferenceError(f"--model: {reference} returned {type(model).__name__}, "
+        raise ModelReferenceError(f"{flag}: {reference} returned {type(model).__name__}, "
                                   "not a Keras model (return keras.Sequential([...]) or "
                                   "keras.Model(inputs, outputs))")
     problem = contract_problem(model)
     if problem:
-        raise ModelReferenceError(f"--model: {reference}: {problem}")
+        raise ModelReferenceError(f"{flag}: {reference}: {problem}")
     return model
 
 

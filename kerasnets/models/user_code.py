@@ -112,19 +112,19 @@ def import_source(code: str, flag: str = "--model") -> ModuleType:
                                   f"{type(e).__name__}: {one_line(e)}") from None
 
 
-def builder(reference: str) -> Callable[[], object]:
-    """The function `reference` names, its module imported (ModelReferenceError if
-    it cannot be)."""
+def builder(reference: str, flag: str = "--model") -> Callable[..., object]:
+    """The function `reference` names, its module imported (ModelReferenceError naming
+    `flag` if it cannot be)."""
     problem = name_problem(reference)
     if problem or not is_reference(reference):
-        raise ModelReferenceError(f"--model {problem or f'{reference!r} is not a reference'}")
+        raise ModelReferenceError(f"{flag} {problem or f'{reference!r} is not a reference'}")
     source, name = split(reference)
-    module = import_source(reference)
+    module = import_source(reference, flag)
     function = getattr(module, name, None)
     if function is None:
-        raise ModelReferenceError(f"--model: {source} has no function {name}")
+        raise ModelReferenceError(f"{flag}: {source} has no function {name}")
     if not callable(function):
-        raise ModelReferenceError(f"--model: {source}'s {name} is a "
+        raise ModelReferenceError(f"{flag}: {source}'s {name} is a "
                                   f"{type(function).__name__}, not a function")
     return function
 

@@ -171,7 +171,7 @@ class NanGuard(keras.callbacks.Callback):
 def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] = print,
           verbose: int | None = None,
           extra_callbacks: Sequence[keras.callbacks.Callback] = (),
-          overwrite: bool = False) -> dict:
+          overwrite: bool = False, design: run_dir.Design | None = None) -> dict:
     """Trains (resuming from model_dir's backup if any) and writes all outputs.
 
     The directory records the recipe; a run of another recipe in it, or a finished
@@ -181,7 +181,8 @@ def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] 
     loss diverges (outputs of the last complete epoch stay in the backup), and
     errors.DiskFullError if the disk fills (the last backup stays intact, and the
     same command resumes from it once space is freed). Process-wide settings: see
-    run_settings().
+    run_settings(). A `design` (kerasnets.search's sampled models) is trained instead of
+    the model --model builds, and recorded in recipe.json.
     """
     if config.strategy == "multiworker":
         raise recipe.ConfigError("--strategy=multiworker trains through "
@@ -190,9 +191,10 @@ def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] 
     try:
         set_threads(config.intra_op_threads)  # before start builds a model (TF's runtime starts)
         run_dir.start(model_dir, config, overwrite, records.resolve_precision(config.precision),
-                      log)
+                      log, design)
         with run_settings(config) as precision:
-            return _train(config, data, model_dir, precision, log, verbose, extra_callbacks)
+            return _train(config, data, model_dir, precision, log, verbose, extra_callbacks,
+                          design)
     except (OSError, tf.errors.OpError) as e:  # TensorFlow's writers report the OS's error
         if errors.is_disk_full(e):
             raise errors.disk_full(e, model_dir, "the run's files") from None
@@ -201,12 +203,13 @@ def train(config: TrainConfig, data, model_dir: str, log: Callable[[str], None] 
 
 def _train(config: TrainConfig, data, model_dir: str, precision: str,
            log: Callable[[str], None], verbose: int | None,
-           extra_callbacks: Sequence[keras.callbacks.Callback]) -> dict:
+           extra_callbacks: Sequence[keras.callbacks.Callback],
+           design: run_dir.Design | None = None) -> dict:
     (x_train, y_train), (x_test, y_test) = select_examples(config, data)
     steps = pipeline.steps_per_epoch(len(x_train), config.batch_size)
     strategy = create_strategy(config.strategy)
     with strategy.scope():
-        model, history = restore_or_create(config, model_dir, steps, log)
+        model, history = restore_or_create(config, model_dir, steps, log, design)
     fit_start = time.perf_counter()
     fit(config, model, history, ((x_train, y_train), (x_test, y_test)), model_dir, log,
         verbose, extra_callbacks)
@@ -243,15 +246,17 @@ def finish_run(config: TrainConfig, model: keras.Model, history: list[dict], dat
 
 
 def restore_or_create(config: TrainConfig, model_dir: str, steps_per_epoch: int,
-                      log: Callable[[str], None]) -> tuple[keras.Model, list[dict]]:
+                      log: Callable[[str], None], design: run_dir.Design | None = None
+                      ) -> tuple[keras.Model, list[dict]]:
     """(model, history so far): from the newest backup in model_dir, or a fresh model
-    (its design card written into model_dir before the first epoch)."""
+    (`design`'s if given; its design card written into model_dir before the first epoch)."""
     backup = run_dir.latest_backup(model_dir)
     if backup:
         model, history = read_backup(backup)
         log(f"resuming from {backup} (epoch {len(history)} of {config.epochs} done)")
     else:
-        model, history = create_model(config, steps_per_epoch), []
+        model = create_model(config, steps_per_epoch, model=design.build() if design else None)
+        history = []
     run_dir.write_design(model_dir, model)
     return model, history
 

@@ -253,15 +253,16 @@ def differences(old: TrainConfig, new: TrainConfig) -> list[str]:
 
 
 def create_model(config: TrainConfig, steps_per_epoch: int,
-                 batch_norm_class: type | None = None):
+                 batch_norm_class: type | None = None, model=None):
     """A compiled model: the named architecture (its BatchNorm layers of `batch_norm_class`,
-    default ours) or the referenced one (kerasnets.models.convnets.build_model), the
-    optimizer, schedule and loss."""
+    default ours) or the referenced one (kerasnets.models.convnets.build_model), or `model`
+    where one is given (a search's sampled design), with the optimizer, schedule and loss."""
     import keras
 
     from kerasnets.models import convnets
 
-    model = convnets.build_model(config.model, batch_norm_class)
+    if model is None:
+        model = convnets.build_model(config.model, batch_norm_class)
     lr = config.learning_rate
     if config.schedule == "cosine":
         warmup = int(round(config.warmup_epochs * steps_per_epoch))

@@ -41,7 +41,10 @@ RESOLVED_PRECISION = "resolved_precision"
 # (kerasnets.models.user_code.digest), so a resume after the file was edited is refused
 MODEL_DIGEST = "model_digest"
 DESIGN_FILE = "design.json"  # the model's design card (kerasnets.models.design), at the start
+# recipe.json's key for a model a search sampled (Design.record: the space, its parameters)
+SAMPLED_DESIGN = "sampled_design"
 BACKUP_DIR = "backup"
+RESULTS_FILE = "results.json"  # written last: a run directory holding it is finished
 LOCK_FILE = ".lock"  # held while a run trains in the directory (fileio.exclusive_directory)
 OUTPUT_FILES = ("model.keras", "history.csv", "results.json", "curves.png",
                 "misclassified.png", "confusion.png")
@@ -53,6 +56,19 @@ class RunDirError(errors.KerasnetsError, ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class Design:
+    """A model given to a run instead of built from its --model (kerasnets.search: a
+    design sampled from a space, which --model names): `build` makes it (no arguments,
+    the same architecture each call), `record` says what it is in recipe.json (the
+    space's parameters, what the run is evaluated on), `digest` is what it builds
+    (kerasnets.models.user_code.digest)."""
+
+    build: Callable[[], object]
+    record: dict
+    digest: dict
+
+
+@dataclasses.dataclass(frozen=True)
 class Recorded:
     """What recipe.json holds: the recipe, the precision --precision resolved to where the
     run started (None for a run recorded before kerasnets recorded it), and a referenced
@@ -61,6 +77,7 @@ class Recorded:
     config: TrainConfig
     precision: str | None = None
     model_digest: dict | None = None
+    sampled_design: dict | None = None
 
 
 def recorded_recipe(model_dir: str) -> TrainConfig | None:
@@ -83,13 +100,16 @@ def read_recipe_file(model_dir: str) -> Recorded | None:
             raise ValueError("it is not a JSON object")
         resolved = values.pop(RESOLVED_PRECISION, None)
         digest = values.pop(MODEL_DIGEST, None)
+        sampled = values.pop(SAMPLED_DESIGN, None)
         if set(values) != set(recipe.FIELDS):
             raise ValueError("it does not name exactly the fields of TrainConfig")
         if resolved is not None and resolved not in recipe.PRECISIONS[1:]:
             raise ValueError(f"{RESOLVED_PRECISION} {resolved!r} is not a precision")
         if digest is not None and not isinstance(digest, dict):
             raise ValueError(f"{MODEL_DIGEST} is not a JSON object")
-        return Recorded(TrainConfig(**values), resolved, digest)
+        if sampled is not None and not isinstance(sampled, dict):
+            raise ValueError(f"{SAMPLED_DESIGN} is not a JSON object")
+        return Recorded(TrainConfig(**values), resolved, digest, sampled)
     except (OSError, ValueError, TypeError) as e:  # ConfigError, JSON and Unicode errors too
         raise RunDirError(f"--model_dir: {path} is not a recipe this kerasnets can read ({e}); "
                           "start afresh with --overwrite") from None
@@ -104,6 +124,11 @@ def latest_backup(model_dir: str) -> str | None:
     done = sorted(d for d in os.listdir(root)
                   if d.startswith("epoch-") and os.path.isfile(os.path.join(root, d, "state.json")))
     return os.path.join(root, done[-1]) if done else None
+
+
+def finished(model_dir: str) -> bool:
+    """Whether `model_dir` holds a finished run (its results file, written last)."""
+    return os.path.isfile(os.path.join(model_dir, RESULTS_FILE))
 
 
 def holds_run(model_dir: str) -> bool:
@@ -152,19 +177,20 @@ def problem(model_dir: str, config: TrainConfig, overwrite: bool) -> str | None:
 
 
 def start(model_dir: str, config: TrainConfig, overwrite: bool, precision: str,
-          log: Callable[[str], None] = print) -> None:
+          log: Callable[[str], None] = print, design: Design | None = None) -> None:
     """Makes `model_dir` ready for `config`, whose --precision means `precision` here:
     checks a referenced model (built once and held to the MNIST-model contract, before
     anything is written), refuses the directory (RunDirError) as `problem()` says, or
-    where the run there was trained in another precision or from other code, removes an
-    earlier run with `overwrite` (only a directory holding one: a user's own files are
-    never taken for a run's), and records the recipe with its resolved precision and a
-    referenced model's digest.
+    where the run there was trained in another precision or from other code (or another
+    sampled `design`), removes an earlier run with `overwrite` (only a directory holding
+    one: a user's own files are never taken for a run's), and records the recipe with
+    its resolved precision, a referenced model's digest and a sampled design's record.
 
     TensorFlow's threads per op must be set before (building a model starts its runtime)."""
-    digest = model_digest(config.model)
+    digest = design.digest if design else model_digest(config.model)
     reason = problem(model_dir, config, overwrite) or (not overwrite and (
-        precision_problem(model_dir, config, precision) or code_problem(model_dir, config, digest)))
+        precision_problem(model_dir, config, precision) or code_problem(model_dir, config, digest)
+        or design_problem(model_dir, design)))
     if reason:
         raise RunDirError(reason)
     if overwrite and os.path.isdir(model_dir) and holds_run(model_dir):
@@ -173,8 +199,24 @@ def start(model_dir: str, config: TrainConfig, overwrite: bool, precision: str,
     os.makedirs(model_dir, exist_ok=True)
     if not os.path.isfile(os.path.join(model_dir, RECIPE_FILE)):
         recorded = {**dataclasses.asdict(recipe.as_run(config)), RESOLVED_PRECISION: precision}
+        if digest:
+            recorded[MODEL_DIGEST] = digest
+        if design:
+            recorded[SAMPLED_DESIGN] = design.record
         with fileio.atomic_file(os.path.join(model_dir, RECIPE_FILE)) as f:
-            json.dump({**recorded, **({MODEL_DIGEST: digest} if digest else {})}, f, indent=2)
+            json.dump(recorded, f, indent=2)
+
+
+def design_problem(model_dir: str, design: Design | None) -> str | None:
+    """Why the run in `model_dir` may not continue with `design` (it trained another
+    sampled design, or none), or None."""
+    recorded = read_recipe_file(model_dir) if os.path.isdir(model_dir) else None
+    now = design.record if design else None
+    if not recorded or recorded.sampled_design == now:
+        return None
+    return (f"--model_dir: {os.path.abspath(model_dir)} holds a run of another design "
+            f"({json.dumps(recorded.sampled_design)}, not {json.dumps(now)}); start afresh "
+            "with --overwrite, or choose another directory")
 
 
 def model_digest(model: str) -> dict | None:
