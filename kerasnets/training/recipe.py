@@ -27,6 +27,7 @@ import importlib.resources
 from typing import Collection
 
 from kerasnets import errors
+from kerasnets.data import augmentation
 from kerasnets.checks import Range  # noqa: F401 -- recipe.Range, as before
 from kerasnets.models import user_code
 
@@ -91,8 +92,9 @@ CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES,
 RANGES = {
     "epochs": Range(1, 1000, integer=True), "batch_size": Range(1, 8192, integer=True),
     "learning_rate": Range(0, low_open=True), "momentum": Range(0, 1, high_open=True),
-    "weight_decay": Range(0), "warmup_epochs": Range(0), "rotation": Range(0, 180),
-    "shift": Range(0, 14), "scale": Range(0, 0.5), "clean_epochs": Range(0, integer=True),
+    "weight_decay": Range(0), "warmup_epochs": Range(0),
+    **augmentation.RANGES,  # rotation, shift, scale: the rule kerasnets.data's Augment holds to
+    "clean_epochs": Range(0, integer=True),
     "seed": Range(0, integer=True), "steps_per_execution": Range(1, 1000, integer=True),
     "intra_op_threads": Range(0, 1024, integer=True),
     "train_examples": Range(0, 60000, integer=True), "test_examples": Range(0, 10000, integer=True),

@@ -109,6 +109,26 @@ def test_bad_augmentation_ranges_are_refused():
         pipeline.Augment(rotation=200)
 
 
+@pytest.mark.parametrize("name, value", [("scale", 0.7), ("scale", -0.1), ("rotation", 181),
+                                         ("shift", 14.5), ("shift", float("nan"))])
+def test_augment_holds_to_the_recipes_rule_in_its_words(name, value):
+    """One range per value: what the recipe refuses, Augment refuses, in the same words
+    (scale 0.7 was once accepted here and refused by the recipe)."""
+    from kerasnets.training import recipe
+
+    with pytest.raises(recipe.ConfigError) as by_recipe:
+        recipe.TrainConfig(**{name: value})
+    with pytest.raises(ValueError) as by_augment:
+        pipeline.Augment(**{name: value})
+    assert str(by_augment.value) == f"augmentation out of range: {by_recipe.value}"
+    assert str(by_recipe.value).startswith(f"--{name} must be a number in [0, ")
+    with pytest.raises(ValueError, match="until_epoch must be None or an integer >= 0, not -1"):
+        pipeline.Augment(until_epoch=-1)
+    # the limits themselves are allowed by both
+    pipeline.Augment(rotation=180, shift=14, scale=0.5, until_epoch=0)
+    recipe.TrainConfig(rotation=180, shift=14, scale=0.5)
+
+
 def test_both_datasets_run_with_fixed_parallelism_and_no_autotuning(tiny):
     """tf.data's autotuning left about one training process in four at half speed on 2 cores
     (docs/performance.md): the pipeline fixes its parallelism instead."""
