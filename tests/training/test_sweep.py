@@ -2,6 +2,7 @@
 resume after a kill, and bad values refused before anything is written."""
 
 import csv
+import dataclasses
 import json
 import os
 import re
@@ -89,6 +90,41 @@ def test_epochs_without_a_test_pass_are_skipped_in_the_last_three(tmp_path):
     every_second = row([None, 0.990, None, 0.993, None, 0.9945])
     assert every_second["last_three"] == [0.990, 0.993, 0.9945]
     assert every_second["last_three_min"] == 0.990 and not every_second["meets_target"]
+
+
+@pytest.mark.parametrize("content, reason", [
+    ("same", None),
+    ("target", "another recipe (--target 0.95 → 0.9); sweep with --target=0.95, or choose "
+               "another --out_dir"),
+    ("scale", "a recipe this kerasnets cannot read (no whole recipe.json); choose another "
+              "--out_dir"),
+    ("extra", "a recipe this kerasnets cannot read (no whole recipe.json); choose another "
+              "--out_dir"),
+    (None, "a recipe this kerasnets cannot read (no whole recipe.json); choose another "
+           "--out_dir"),
+])
+def test_a_finished_seeds_recipe_is_read_as_kerasnets_train_reads_it(tmp_path, content, reason):
+    """The sweep reads a finished seed's recipe from its recipe.json through run_dir's reader
+    (the one kerasnets-train resumes by), not from results.json: results.json's "flags" here
+    say another recipe, and are not what decides."""
+    from kerasnets.training import run_dir
+
+    config = recipe.load("smoke")
+    seed = sweep.seed_dir(str(tmp_path), 0)
+    os.makedirs(seed)
+    ran = recipe.as_run(dataclasses.replace(config, seed=0, target=0.95 if content == "target"
+                                            else config.target))
+    values = {**dataclasses.asdict(ran), run_dir.RESOLVED_PRECISION: "float32",
+              **({"scale": 0.7} if content == "scale" else {}),
+              **({"colour": "red"} if content == "extra" else {})}
+    if content:
+        with open(os.path.join(seed, run_dir.RECIPE_FILE), "w") as f:
+            json.dump(values, f)
+    with open(os.path.join(seed, run_dir.RESULTS_FILE), "w") as f:
+        json.dump({"flags": dict(dataclasses.asdict(config), seed=0, epochs=99)}, f)
+    assert sweep.finished(str(tmp_path), 0) and not sweep.finished(str(tmp_path), 1)
+    said = sweep.other_recipe(str(tmp_path), 0, config)
+    assert said == (reason and f"--out_dir: {seed} holds a finished run of {reason}")
 
 
 def test_a_sweep_killed_after_one_seed_skips_it_when_started_again(real_mnist, tmp_path):
