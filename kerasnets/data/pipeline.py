@@ -31,8 +31,13 @@ import tensorflow as tf
 
 from kerasnets.data.augmentation import Augment  # noqa: F401 -- pipeline.Augment, as before
 
-# Batches prepared in parallel and batches prefetched: one per core, at least two.
-PARALLEL_BATCHES = max(2, os.cpu_count() or 1)
+def parallel_batches(cpu_count: int | None) -> int:
+    """Batches prepared in parallel and batches prefetched on `cpu_count` cores (None:
+    unknown): one per core, at least two."""
+    return max(2, cpu_count or 1)
+
+
+PARALLEL_BATCHES = parallel_batches(os.cpu_count())
 
 
 def affine_transforms(batch: tf.Tensor, augment: Augment, seed: tf.Tensor) -> tf.Tensor:

@@ -66,7 +66,7 @@ def test_bad_values_are_refused_naming_the_flag(flag_values, tmp_path, arg, flag
 def test_bad_flag_exits_with_one_line_and_writes_nothing(tmp_path):
     out = tmp_path / "out"
     proc = run_module("toynet", f"--out_dir={out}", "--steps=0")
-    assert proc.returncode != 0
+    assert proc.returncode == 1 and proc.stdout == ""
     errors = error_lines(proc.stderr)
     assert errors[0] == ("FATAL Flags parsing error: flag --steps=0: "
                          "--steps must be an integer in [1, 100000], not 0")
@@ -76,8 +76,10 @@ def test_bad_flag_exits_with_one_line_and_writes_nothing(tmp_path):
 def test_non_empty_out_dir_is_kept_without_overwrite(tmp_path):
     (tmp_path / "sweep.csv").write_text("my results\n")
     proc = run_module("toynet", f"--out_dir={tmp_path}", "--steps=2")
-    assert proc.returncode != 0
-    assert "--out_dir" in error_lines(proc.stderr)[0] and "--overwrite" in proc.stderr
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert error_lines(proc.stderr)[0] == (
+        f"FATAL Flags parsing error: flags out_dir={tmp_path}, overwrite=False: --out_dir: "
+        f"{tmp_path} is not empty; pass --overwrite to replace its files")
     assert (tmp_path / "sweep.csv").read_text() == "my results\n"
     assert os.listdir(tmp_path) == ["sweep.csv"]
 

@@ -1,5 +1,7 @@
 """The tf.data pipeline: shapes, dtypes, seeded epoch order, resume-exact epochs, augmentation."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -137,5 +139,8 @@ def test_both_datasets_run_with_fixed_parallelism_and_no_autotuning(tiny):
                                          augment=pipeline.Augment(), epochs=2)
     for ds in (train, test):
         assert ds.options().autotune.enabled is False
-    assert pipeline.PARALLEL_BATCHES >= 2
+    # one batch per core, at least two: what a constant, or a count that ignores the
+    # machine, would not give
+    assert [pipeline.parallel_batches(n) for n in (None, 1, 2, 3, 16)] == [2, 2, 2, 3, 16]
+    assert pipeline.PARALLEL_BATCHES == pipeline.parallel_batches(os.cpu_count())
     assert len(epochs_of(train, 16)) == 2  # and it still yields every batch

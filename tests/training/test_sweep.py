@@ -72,6 +72,17 @@ def test_the_summary_holds_each_seeds_own_figures(smoke_sweep, smoke_run):
     assert f"{meet} of 2 seeds meet the target 85.00 %" in stdout
 
 
+def test_seeds_are_a_range_a_list_or_one_and_anything_else_is_named():
+    assert sweep.parse_seeds("1,4,9") == [1, 4, 9]
+    assert sweep.parse_seeds("5") == [5]
+    assert sweep.parse_seeds("0-1,5") == [0, 1, 5]
+    for bad, why in (("", "is not a range like 0-7"), ("1-", "is not a range"),
+                     ("-1", "is not a range"), ("1,1", "names a seed twice"),
+                     ("x", "is not a range"), ("5-3", "runs backwards; write 3-5")):
+        with pytest.raises(ValueError, match=f"^'{bad}' {why}"):
+            sweep.parse_seeds(bad)
+
+
 def test_epochs_without_a_test_pass_are_skipped_in_the_last_three(tmp_path):
     """--eval_every leaves untested epochs as None in results.json: the row takes the last
     three epochs that were tested (one, the final model's, with --eval_every=0)."""
@@ -193,12 +204,6 @@ def test_a_target_is_met_at_the_test_sets_resolution():
 
 def test_seed_specs():
     assert sweep.parse_seeds("0-7") == list(range(8))
-    assert sweep.parse_seeds("1,4,9") == [1, 4, 9]
-    assert sweep.parse_seeds("5") == [5]
-    assert sweep.parse_seeds("0-1,5") == [0, 1, 5]
-    for bad in ("", "1-", "-1", "1,1", "x"):
-        with pytest.raises(ValueError):
-            sweep.parse_seeds(bad)
 
 
 def test_a_sweep_started_again_with_another_recipe_is_refused_not_mixed(smoke_sweep, real_mnist):
