@@ -19,7 +19,7 @@ PACKAGE = pathlib.Path(REPO) / "kerasnets"
 # bench's own command, jax_backend, takes cli's flag definitions): nothing in the
 # library imports either.
 RANKS = {
-    "kerasnets.errors": 0,
+    "kerasnets.errors": 0, "kerasnets.checks": 0,
     "kerasnets.fileio": 1, "kerasnets.plots": 1,
     "kerasnets.backprop": 2,
     "kerasnets.data": 2,

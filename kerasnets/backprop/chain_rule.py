@@ -25,7 +25,8 @@ import tensorflow as tf
 from kerasnets.errors import KerasnetsError
 # The network's setting and the names of what it records (re-exported: chain_rule.ToyNet, ...).
 from kerasnets.backprop.toynet import (COLUMNS, FORWARD_NAMES, GRADIENT_NAMES,  # noqa: F401
-                              GRADIENT_RTOL, WEIGHT_NAMES, ToyNet)
+                              GRADIENT_RTOL, WEIGHT_NAMES, ToyNet, check_field, check_lrs,
+                              check_steps)
 
 
 class GradientMismatchError(KerasnetsError, RuntimeError):
@@ -111,8 +112,11 @@ def gradient_descent(net: ToyNet, lr: float, steps: int, gradient_fn: GradientFn
 
     Raises GradientMismatchError at the first step where `gradient_fn` (the hand
     gradients unless a test injects a wrong one) and the tape disagree by more
-    than GRADIENT_RTOL relative.
+    than GRADIENT_RTOL relative; toynet.SettingError for a learning rate that is not a
+    finite number > 0 or steps not an integer in 1..toynet.MAX_STEPS.
     """
+    check_field("lr", lr)
+    check_steps(steps)
     run = _compiled_run(net, gradient_fn or hand_gradients)
     rows, rel, tape = (t.numpy() for t in run(
         tf.constant(net.weights, tf.float64), tf.constant(lr, tf.float64),
@@ -157,5 +161,8 @@ def _check_gradients(lr: float, rows: np.ndarray, rel: np.ndarray, tape: np.ndar
 
 def sweep(net: ToyNet, lrs: Sequence[float], steps: int,
           gradient_fn: GradientFn | None = None) -> list[Run]:
-    """`gradient_descent` at every learning rate, in the order given."""
+    """`gradient_descent` at every learning rate, in the order given (the rates and steps
+    checked first, as kerasnets-toynet's flags are: toynet.SettingError)."""
+    lrs = check_lrs(lrs)
+    check_steps(steps)
     return [gradient_descent(net, lr, steps, gradient_fn) for lr in lrs]

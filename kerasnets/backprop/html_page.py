@@ -18,25 +18,23 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import json
-import math
 from typing import Sequence
 
-from kerasnets.backprop.toynet import ToyNet
+from kerasnets.backprop.toynet import ToyNet, check_field, check_lrs, check_steps
 
 PAGE_FILE = "backprop.html"
 STEP_LR = 0.5  # the page's own learning rate to step with, at first (the course's)
 
 
 def render(net: ToyNet, lrs: Sequence[float], steps: int, lr: float = STEP_LR) -> str:
-    """The page's HTML for `net`, with the study's learning rates and steps (ValueError for
-    a learning rate that is not a finite number > 0, or steps not an integer >= 1)."""
-    rates = [float(r) for r in [*lrs, lr]]
-    if not all(math.isfinite(r) and r > 0 for r in rates) or not lrs:
-        raise ValueError(f"learning rates must be finite numbers > 0, got {list(lrs)} and {lr}")
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    settings = dict(dataclasses.asdict(net), weights=list(net.weights), lrs=rates[:-1],
-                    steps=steps, lr=rates[-1])
+    """The page's HTML for `net`, with the study's learning rates and steps, held to the
+    study's checks (toynet.SettingError, a ValueError, as kerasnets-toynet's flags say),
+    and the page's own learning rate `lr` to the same rule as each of them."""
+    rates = check_lrs(lrs)
+    check_steps(steps)
+    check_field("lr", lr)
+    settings = dict(dataclasses.asdict(net), weights=list(net.weights), lrs=rates,
+                    steps=steps, lr=float(lr))
     page = importlib.resources.files(__package__).joinpath(PAGE_FILE).read_text("utf-8")
     # JSON numbers only (no NaN: the page would not parse it); inside <script>, "</" would
     # end the element early.

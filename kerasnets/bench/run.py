@@ -39,8 +39,8 @@ def bench(what: str, config: TrainConfig, *, data_dir: str | None = None,
 
     One entry point with kerasnets-bench's flags as keywords, so the command is one
     call; each benchmark reads only its own. `batch_sizes` and `runtimes` left as None
-    mean the benchmark's own choice (inference: 1, 32, 256 and the runtimes whose file
-    the version has), as when the flag is not given."""
+    mean the benchmark's own choice (inference: 1, 32, 256; inference, serve and startup:
+    the runtimes whose file the version has), as when the flag is not given."""
     from kerasnets.training import fit
 
     if what not in WHAT:
@@ -58,7 +58,7 @@ def bench(what: str, config: TrainConfig, *, data_dir: str | None = None,
                                batchnorm, log)
     if what == "startup":
         return startup_table(mnist, model_base, runtimes, repeats, log)
-    return serve_table(mnist, requests, concurrency, model_base, runtimes, inference)
+    return serve_table(mnist, requests, concurrency, model_base, runtimes, inference, log)
 
 
 def input_table(mnist, batch_sizes: Sequence[int], timed_batches: int) -> tuple[Rows, str]:
@@ -113,14 +113,20 @@ def time_to_accuracy_table(config: TrainConfig, seeds: Sequence[int], compare_to
 
 
 def serve_table(mnist, requests: int, concurrency: Sequence[int], model_base: str | None = None,
-                runtimes: Sequence[str] | None = None,
-                inference: str = "auto") -> tuple[Rows, str]:
-    """kerasnets-serve processes under load, with request batching on and off."""
+                runtimes: Sequence[str] | None = None, inference: str = "auto",
+                log: Callable[[str], None] = print) -> tuple[Rows, str]:
+    """kerasnets-serve processes under load, with request batching on and off, for the
+    newest version under model_base (else an untrained `default` exported with every
+    format): in each runtime of `runtimes`, or (None) in each whose file the version has
+    (present_runtimes)."""
     from kerasnets.bench import serve_load
+    from kerasnets.models.layers import FusedBatchNorm
 
-    rows = serve_load.bench_serve(requests, concurrency, model_base,
-                                  runtimes=runtimes or runtime_files.RUNTIMES,
-                                  inference=inference, mnist=mnist)
+    with tempfile.TemporaryDirectory() as scratch:
+        version, _ = inference_version(model_base, "default", FusedBatchNorm, mnist, scratch)
+        wanted = present_runtimes(version, runtimes, log)
+        rows = serve_load.bench_serve(requests, concurrency, os.path.dirname(version),
+                                      runtimes=wanted, inference=inference, mnist=mnist)
     return rows, serve_load.format_serve_table(rows)
 
 

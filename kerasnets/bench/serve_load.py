@@ -171,13 +171,15 @@ def bench_serve(requests: int, concurrencies: Sequence[int], model_base: str | N
                 runtimes: Sequence[str] = ("tensorflow", "litert"),
                 inference: str = "auto", mnist=None) -> list[dict]:
     """Single-image requests (a real test digit, row format) at each concurrency, for each
-    runtime and --batching setting, one server after the other in one run. Without
-    `model_base`, an untrained `default` model is exported with every format (serving
-    speed does not depend on the weights' values). A runtime whose file the newest
-    version lacks is refused before any server starts."""
+    runtime and --batching setting, one server after the other in one run, each serving
+    the newest version. Without `model_base`, an untrained `default` model is exported
+    with every format (serving speed does not depend on the weights' values). A runtime
+    whose file the newest version lacks is refused (runtimes.MissingRuntimeFileError, one
+    line) before any server starts: an older version's file is never measured instead."""
     from kerasnets.data import offline
     from kerasnets.models import convnets
-    from kerasnets.serving import export, runtimes as runtime_files, versions
+    from kerasnets import errors
+    from kerasnets.serving import export, runtimes as runtime_files
 
     mnist = mnist or offline.load_mnist()
     body = json.dumps({"instances": mnist[1][0][:1].tolist()}).encode()
@@ -190,8 +192,10 @@ def bench_serve(requests: int, concurrencies: Sequence[int], model_base: str | N
                                   formats=export.FORMATS,
                                   calibration_images=export.calibration_sample(mnist[0][0]))
         newest = export.latest_version_dir(model_base)
+        if newest is None:
+            raise errors.ModelFileError(f"--model_base: {model_base} holds no version")
         for runtime in runtimes:
-            if not versions.complete_versions(model_base, runtime):
+            if not runtime_files.has_file(newest, runtime):
                 runtime_files.load(newest, runtime)  # raises MissingRuntimeFileError, one line
         for runtime in runtimes:
             for batched in batching:

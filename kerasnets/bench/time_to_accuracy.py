@@ -22,7 +22,7 @@ import time
 from typing import Sequence
 
 from kerasnets import errors
-from kerasnets.training import seed_sweep
+from kerasnets.training import run_dir, seed_sweep
 from kerasnets.training.recipe import TrainConfig
 
 DEFAULT_RECIPE = "default"
@@ -43,7 +43,7 @@ def train_recipe(command: Sequence[str], seed: int, model_dir: str) -> dict:
     if proc.returncode:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise TrainingFailedError(f"kerasnets-train at --seed={seed} failed: {tail}")
-    with open(os.path.join(model_dir, "results.json")) as f:
+    with open(os.path.join(model_dir, run_dir.RESULTS_FILE)) as f:
         results = json.load(f)
     seconds = results["seconds_to_target"]
     return dict(seed=seed, epochs=results["epochs"],

@@ -21,7 +21,9 @@ r"""kerasnets-bench: how fast each part runs, as tables (and, with --json, a JSO
 
 inference, serve and startup measure the newest version under --model_base; without
 it, an untrained model (inference: of --model; serve, startup: default) exported with
-every format to a temporary directory.
+every format to a temporary directory. Without --runtimes they measure each runtime
+whose file that version has (one line names each left out); a runtime named in
+--runtimes whose file it lacks stops the command with one error line.
 
 Figures are measured after a warm-up and vary between machines: compare the
 ratios taken in one run, never absolute numbers from different machines.

@@ -29,7 +29,7 @@ flags.DEFINE_string("model_path", "savedmodels/mnist",
                     "A SavedModel version directory, an export base (its highest version is "
                     "used) or a .keras file.")
 flags.DEFINE_integer("top_k", 1, "Show the k most likely digits.", lower_bound=1, upper_bound=10)
-flags.DEFINE_enum("runtime", "tensorflow", list(runtimes.RUNTIMES), "What runs a version: its SavedModel (tensorflow), model.onnx (onnx), "
+flags.DEFINE_enum("runtime", runtimes.PREDICT_RUNTIME, list(runtimes.RUNTIMES), "What runs a version: its SavedModel (tensorflow), model.onnx (onnx), "
                   "model.tflite (litert) or model_int8.tflite (litert_int8).")
 
 command.define_model_code_flag(__name__)

@@ -53,7 +53,7 @@ flags.DEFINE_enum("inference", "auto", ["auto", "thread", "event_loop"], "Where 
                   "runs: in a worker thread, or on the event loop (cheaper for a call shorter "
                   "than the hop to the thread); auto: the event loop for the LiteRT runtimes, "
                   "a thread for tensorflow and onnx (docs/serving.md has both measured).")
-flags.DEFINE_enum("runtime", "litert", list(runtimes.RUNTIMES), "What runs a version: its SavedModel (tensorflow), model.onnx (onnx), "
+flags.DEFINE_enum("runtime", runtimes.SERVE_RUNTIME, list(runtimes.RUNTIMES), "What runs a version: its SavedModel (tensorflow), model.onnx (onnx), "
                   "model.tflite (litert) or model_int8.tflite (litert_int8).")
 flags.register_validator("model_name", lambda v: bool(_MODEL_NAME.match(v or "")),
                          "--model_name must be letters, digits, '_', '.' or '-'")

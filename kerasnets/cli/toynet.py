@@ -12,9 +12,8 @@ network to edit and step in a browser, offline: every chain-rule factor's number
 
 from __future__ import annotations
 
-import math
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 from absl import app, flags
 
@@ -24,20 +23,23 @@ from kerasnets.training import recipe
 from kerasnets.cli import command, recipe_flags
 
 FLAGS = flags.FLAGS
-MAX_STEPS = 100_000
 _DEFAULT = setting.ToyNet()
+_RANGES = setting.RANGES
 
 flags.DEFINE_list("lrs", ["0.1", "0.2", "0.5", "0.8", "1.0", "2.0"],
-                  "Comma-separated learning rates, each finite and > 0, no repeats.")
-flags.DEFINE_integer("steps", 100, f"Gradient-descent updates per learning rate (1..{MAX_STEPS}).")
+                  f"Comma-separated learning rates: {setting.LRS_TEXT}.")
+flags.DEFINE_integer("steps", 100, f"Gradient-descent updates per learning rate "
+                     f"({_RANGES['steps'].text}).")
 for _name in ("i1", "i2"):
-    flags.DEFINE_float(_name, getattr(_DEFAULT, _name), f"Input {_name} (finite).")
+    flags.DEFINE_float(_name, getattr(_DEFAULT, _name), f"Input {_name} ({_RANGES[_name].text}).")
 for _name in ("t1", "t2"):
-    flags.DEFINE_float(_name, getattr(_DEFAULT, _name), f"Target {_name}, in the open interval (0, 1).")
+    flags.DEFINE_float(_name, getattr(_DEFAULT, _name), f"Target {_name} ({_RANGES[_name].text}: "
+                       f"{setting.TARGET_WHY}).")
 for _name, _value in zip(setting.WEIGHT_NAMES, _DEFAULT.weights):
-    flags.DEFINE_float(_name, _value, f"Initial weight {_name} (finite).")
+    flags.DEFINE_float(_name, _value, f"Initial weight {_name} ({_RANGES[_name].text}).")
 for _name in ("b1", "b2"):
-    flags.DEFINE_float(_name, 0.0, f"Bias {_name}, held fixed during training (finite).")
+    flags.DEFINE_float(_name, 0.0, f"Bias {_name}, held fixed during training "
+                       f"({_RANGES[_name].text}).")
 flags.DEFINE_string("out_dir", None, "Directory of the command's outputs (the files are listed above).")
 flags.DEFINE_bool("overwrite", False, "Start afresh: replace what an earlier run of the command left in the output "
                   "directory instead of refusing.")
@@ -48,39 +50,26 @@ command.define_recipe_flag(FLAGS, "toynet", recipe.names("toynet"), recipe_flags
 
 
 def parse_lrs(values: Sequence[str]) -> list[float]:
-    """--lrs as floats; ValueError saying what is wrong."""
-    lrs = [float(v) for v in values]
-    if not lrs:
-        raise ValueError("is empty")
-    bad = [v for v in lrs if not (math.isfinite(v) and v > 0)]
-    if bad:
-        raise ValueError(f"has {bad[0]!r}")
-    if len(set(lrs)) != len(lrs):
-        raise ValueError("repeats a value")
-    return lrs
+    """--lrs as floats (kerasnets.backprop.toynet.check_lrs: SettingError saying what is wrong)."""
+    return setting.check_lrs(values)
 
 
-def _lrs_valid(values) -> bool:
-    try:
-        parse_lrs(values)
-    except ValueError:
-        return False
-    return True
+def _validator(check: Callable, name: str) -> Callable:
+    """An absl validator of flag `name` that calls the library's `check` and says what it says."""
+
+    def valid(value) -> bool:
+        try:
+            check(name, value)
+        except setting.SettingError as e:
+            raise flags.ValidationError(str(e)) from None
+        return True
+
+    return valid
 
 
-flags.register_validator(
-    "lrs", _lrs_valid,
-    "--lrs must be a comma list of distinct finite learning rates > 0, e.g. 0.1,0.5,1.0")
-flags.register_validator(
-    "steps", lambda v: v is not None and 1 <= v <= MAX_STEPS,
-    f"--steps must be an integer in 1..{MAX_STEPS}")
-for _name in ("t1", "t2"):
-    flags.register_validator(
-        _name, lambda v: v is not None and 0.0 < v < 1.0,
-        f"--{_name} must be in the open interval (0, 1): a sigmoid output never reaches 0 or 1")
-for _name in ("i1", "i2", "b1", "b2") + setting.WEIGHT_NAMES:
-    flags.register_validator(_name, lambda v: v is not None and math.isfinite(v),
-                             f"--{_name} must be a finite number")
+flags.register_validator("lrs", _validator(lambda _, value: setting.check_lrs(value), "lrs"))
+for _name in ("steps", "i1", "i2", "t1", "t2", "b1", "b2") + setting.WEIGHT_NAMES:
+    flags.register_validator(_name, _validator(setting.check_field, _name))
 
 
 @flags.multi_flags_validator(["out_dir", "overwrite"])

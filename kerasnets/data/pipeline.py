@@ -23,36 +23,21 @@ docs/performance.md):
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 
 import numpy as np
 import tensorflow as tf
 
-# Batches prepared in parallel and batches prefetched: one per core, at least two.
-PARALLEL_BATCHES = max(2, os.cpu_count() or 1)
+from kerasnets.data.augmentation import Augment  # noqa: F401 -- pipeline.Augment, as before
+
+def parallel_batches(cpu_count: int | None) -> int:
+    """Batches prepared in parallel and batches prefetched on `cpu_count` cores (None:
+    unknown): one per core, at least two."""
+    return max(2, cpu_count or 1)
 
 
-@dataclasses.dataclass(frozen=True)
-class Augment:
-    """Random affine augmentation ranges (uniform): degrees, pixels, relative scale.
-
-    `until_epoch`: epochs from this one on (0-based) see clean images — a small
-    model fits the real digits better when the last epochs are not augmented
-    (docs/experiments.md); None augments every epoch.
-    """
-
-    rotation: float = 10.0
-    shift: float = 2.0
-    scale: float = 0.0
-    until_epoch: int | None = None
-
-    def __post_init__(self):
-        if not (0 <= self.rotation <= 180 and 0 <= self.shift <= 14 and 0 <= self.scale < 1
-                and (self.until_epoch is None or self.until_epoch >= 0)):
-            raise ValueError(f"augmentation out of range: {self} (rotation 0..180 degrees, "
-                             "shift 0..14 pixels, scale 0..<1, until_epoch >= 0)")
+PARALLEL_BATCHES = parallel_batches(os.cpu_count())
 
 
 def affine_transforms(batch: tf.Tensor, augment: Augment, seed: tf.Tensor) -> tf.Tensor:

@@ -38,7 +38,7 @@ from starlette.routing import Route
 
 from kerasnets import errors
 from kerasnets.data import images
-from kerasnets.serving import export, inside, rest_formats, versions
+from kerasnets.serving import export, inside, rest_formats, runtimes, versions
 
 
 class Batcher:
@@ -264,7 +264,8 @@ class ServeError(errors.KerasnetsError, RuntimeError):
     """The server cannot start: no version loads, or the address cannot be had."""
 
 
-def serve(model_base: str, host: str = "127.0.0.1", port: int = 8501, runtime: str = "litert",
+def serve(model_base: str, host: str = "127.0.0.1", port: int = 8501,
+          runtime: str = runtimes.SERVE_RUNTIME,
           *, model_name: str = "mnist", max_request_bytes: int = 4 << 20,
           poll_seconds: float = 1.0, batching: bool = True, inference: str = "auto",
           log: Callable[[str], None] = print) -> None:

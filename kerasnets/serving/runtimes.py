@@ -22,6 +22,14 @@ from kerasnets.serving.contract import (FORMAT_FILES, INPUT_NAME, OUTPUT_NAMES, 
                                          signature_problem)
 
 RUNTIMES = ("tensorflow", "onnx", "litert", "litert_int8")
+# What runs a served version when no runtime is named: kerasnets-serve's --runtime default,
+# and the default of every serving function (rest_api.serve, versions.load_version,
+# versions.ModelWatcher, load here): LiteRT answers one image several times faster than
+# the SavedModel (docs/serving.md) and needs no TensorFlow.
+SERVE_RUNTIME = "litert"
+# What runs a model for kerasnets-predict (its --runtime default, versions.load_classifier's):
+# the SavedModel, the one runtime that also runs a .keras file (in Keras), which predict takes.
+PREDICT_RUNTIME = "tensorflow"
 FILES = {"tensorflow": "saved_model.pb", **FORMAT_FILES}  # the file each runtime loads
 
 Predict = Callable[[np.ndarray], dict]  # uint8 [n, 28, 28] -> {"classes", "probabilities"}
@@ -40,7 +48,7 @@ def has_file(version_dir: str, runtime: str) -> bool:
     return os.path.isfile(file_path(version_dir, runtime))
 
 
-def load(version_dir: str, runtime: str = "tensorflow") -> Predict:
+def load(version_dir: str, runtime: str = SERVE_RUNTIME) -> Predict:
     """The version's model in `runtime`, as a function of uint8 images [n, 28, 28].
 
     Raises MissingRuntimeFileError when the version has no file for the runtime.

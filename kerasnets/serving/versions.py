@@ -1,6 +1,7 @@
 """The serving core, free of any HTTP: model versions on disk, loaded and followed.
 
-`ModelWatcher` loads the newest SavedModel version under an export base and keeps
+`ModelWatcher` loads the newest version under an export base (in runtimes.SERVE_RUNTIME,
+LiteRT, unless another runtime is named, as kerasnets-serve does) and keeps
 polling it, switching to a newly exported version once it has loaded (requests in
 flight keep the version they started with). `load_classifier` is the same model as
 a plain function, for kerasnets-predict. kerasnets.serving.rest_formats holds TensorFlow
@@ -32,7 +33,8 @@ class ServedModel:
     signature_def: dict
 
 
-def load_version(export_base: str, version: int, runtime: str = "tensorflow") -> ServedModel:
+def load_version(export_base: str, version: int,
+                 runtime: str = runtimes.SERVE_RUNTIME) -> ServedModel:
     """Loads `export_base/version` in `runtime`; raises runtimes.MissingRuntimeFileError
     when the version has no file for it and errors.NotAnMnistModelError when it is not a
     kerasnets model."""
@@ -55,7 +57,7 @@ class ModelWatcher:
     logged once and skipped; the previous one keeps serving."""
 
     def __init__(self, export_base: str, poll_seconds: float = 1.0,
-                 log: Callable[[str], None] = print, runtime: str = "tensorflow"):
+                 log: Callable[[str], None] = print, runtime: str = runtimes.SERVE_RUNTIME):
         self.export_base = os.path.abspath(export_base)
         self.poll_seconds = poll_seconds
         self.log = log
@@ -114,7 +116,7 @@ class ModelWatcher:
             self.poll()
 
 
-def load_classifier(path: str, runtime: str = "tensorflow",
+def load_classifier(path: str, runtime: str = runtimes.PREDICT_RUNTIME,
                     model_code: str | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """A function uint8 [batch, 28, 28] → float32 probabilities [batch, 10].
 

@@ -27,9 +27,7 @@ from typing import Sequence
 
 from kerasnets import errors, fileio
 from kerasnets.training import recipe
-from kerasnets.training.run_dir import DESIGN_FILE, RECIPE_FILE
-
-RESULTS_FILE = "results.json"
+from kerasnets.training.run_dir import DESIGN_FILE, RECIPE_FILE, RESULTS_FILE, finished
 COLUMNS = ("run", "model", "trainable_params", "macs", "epochs", "final_test_accuracy",
            "last_three_min", "target", "first_epoch_at_target", "seconds_to_target", "gap")
 OUTPUT_FILES = ("compare.csv", "compare.png")
@@ -95,7 +93,7 @@ def _read(run_dir: str) -> tuple[dict, dict[str, list]]:
     if not os.path.isdir(run_dir):
         what = "is not a directory" if os.path.exists(run_dir) else "no such directory"
         raise CompareError(f"{run_dir}: {what}")
-    if not os.path.isfile(os.path.join(run_dir, RESULTS_FILE)):
+    if not finished(run_dir):
         if os.path.isfile(os.path.join(run_dir, RECIPE_FILE)):
             raise CompareError(f"{run_dir}: not a finished run ({RECIPE_FILE} but no "
                                f"{RESULTS_FILE}: kerasnets-train with its recipe finishes it)")

@@ -324,5 +324,5 @@ def write_outputs(model_dir: str, model: keras.Model, history: list[dict], resul
                        ("confusion.png", lambda p: plots.plot_confusion(y_test, predicted, p))):
         with fileio.atomic_file(os.path.join(model_dir, name), "wb") as f:
             draw(f)
-    with fileio.atomic_file(os.path.join(model_dir, "results.json")) as f:
+    with fileio.atomic_file(os.path.join(model_dir, run_dir.RESULTS_FILE)) as f:
         json.dump(results, f, indent=2)

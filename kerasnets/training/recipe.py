@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-import math
 from typing import Collection
 
 from kerasnets import errors
+from kerasnets.data import augmentation
+from kerasnets.checks import Range  # noqa: F401 -- recipe.Range, as before
 from kerasnets.models import user_code
 
 MODELS = user_code.BUILTIN_MODELS  # or a reference PATH.py:FUNCTION, package.module:FUNCTION
@@ -44,36 +45,6 @@ class ConfigError(errors.KerasnetsError, ValueError):
     def __init__(self, message: str, fields: tuple[str, ...]):
         super().__init__(message)
         self.fields = fields
-
-
-@dataclasses.dataclass(frozen=True)
-class Range:
-    """The values a numeric field allows; `text` says it as a help line does."""
-
-    low: float
-    high: float = math.inf
-    low_open: bool = False
-    high_open: bool = False
-    integer: bool = False
-
-    def holds(self, value) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return False
-        if self.integer and not isinstance(value, int):
-            return False
-        above = value > self.low if self.low_open else value >= self.low
-        below = value < self.high if self.high_open or math.isinf(self.high) else value <= self.high
-        return math.isfinite(value) and above and below
-
-    @property
-    def text(self) -> str:
-        kind = "an integer" if self.integer else "a finite number" if math.isinf(self.high) else "a number"
-        low = format(self.low, "g") if not self.integer else str(int(self.low))
-        if math.isinf(self.high):
-            return f"{kind} {'>' if self.low_open else '>='} {low}"
-        high = format(self.high, "g") if not self.integer else str(int(self.high))
-        return (f"{kind} in {'(' if self.low_open else '['}{low}, {high}"
-                f"{')' if self.high_open else ']'}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,8 +92,9 @@ CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES,
 RANGES = {
     "epochs": Range(1, 1000, integer=True), "batch_size": Range(1, 8192, integer=True),
     "learning_rate": Range(0, low_open=True), "momentum": Range(0, 1, high_open=True),
-    "weight_decay": Range(0), "warmup_epochs": Range(0), "rotation": Range(0, 180),
-    "shift": Range(0, 14), "scale": Range(0, 0.5), "clean_epochs": Range(0, integer=True),
+    "weight_decay": Range(0), "warmup_epochs": Range(0),
+    **augmentation.RANGES,  # rotation, shift, scale: the rule kerasnets.data's Augment holds to
+    "clean_epochs": Range(0, integer=True),
     "seed": Range(0, integer=True), "steps_per_execution": Range(1, 1000, integer=True),
     "intra_op_threads": Range(0, 1024, integer=True),
     "train_examples": Range(0, 60000, integer=True), "test_examples": Range(0, 10000, integer=True),
@@ -141,8 +113,9 @@ def check_field(name: str, value) -> None:
     if name in CHOICES and value not in CHOICES[name]:
         raise ConfigError(f"--{name} must be one of {', '.join(CHOICES[name])}, not {value!r}",
                           (name,))
-    if name in RANGES and not RANGES[name].holds(value):
-        raise ConfigError(f"--{name} must be {RANGES[name].text}, not {value!r}", (name,))
+    refusal = name in RANGES and RANGES[name].refusal(name, value)
+    if refusal:
+        raise ConfigError(refusal, (name,))
     if FIELD_TYPES[name] == "bool" and not isinstance(value, bool):
         raise ConfigError(f"--{name} must be true or false, not {value!r}", (name,))
 

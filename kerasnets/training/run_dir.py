@@ -34,6 +34,9 @@ from kerasnets.training import recipe
 from kerasnets.training.recipe import TrainConfig
 
 RECIPE_FILE = "recipe.json"
+# Written last, when a run has finished (kerasnets.training.fit): its presence is what
+# "finished" means, to kerasnets-train, kerasnets-sweep, kerasnets-compare and the benchmarks
+RESULTS_FILE = "results.json"
 # recipe.json's key beside the TrainConfig fields: what --precision (auto included) meant
 # where the run started, so a resume where it means another precision is refused
 RESOLVED_PRECISION = "resolved_precision"
@@ -46,7 +49,7 @@ SAMPLED_DESIGN = "sampled_design"
 BACKUP_DIR = "backup"
 RESULTS_FILE = "results.json"  # written last: a run directory holding it is finished
 LOCK_FILE = ".lock"  # held while a run trains in the directory (fileio.exclusive_directory)
-OUTPUT_FILES = ("model.keras", "history.csv", "results.json", "curves.png",
+OUTPUT_FILES = ("model.keras", "history.csv", RESULTS_FILE, "curves.png",
                 "misclassified.png", "confusion.png")
 RUN_FILES = OUTPUT_FILES + ("tensorboard", BACKUP_DIR, RECIPE_FILE, DESIGN_FILE)  # what --overwrite removes
 
@@ -134,7 +137,12 @@ def finished(model_dir: str) -> bool:
 def holds_run(model_dir: str) -> bool:
     """Whether `model_dir` holds a kerasnets-train run (what --overwrite may remove)."""
     return any(os.path.isfile(os.path.join(model_dir, name))
-               for name in (RECIPE_FILE, "results.json")) or latest_backup(model_dir) is not None
+               for name in (RECIPE_FILE, RESULTS_FILE)) or latest_backup(model_dir) is not None
+
+
+def finished(model_dir: str) -> bool:
+    """Whether `model_dir` holds a finished run (its RESULTS_FILE, written last)."""
+    return os.path.isfile(os.path.join(model_dir, RESULTS_FILE))
 
 
 def differences_text(old: TrainConfig, new: TrainConfig) -> tuple[str, str] | None:
@@ -162,7 +170,7 @@ def problem(model_dir: str, config: TrainConfig, overwrite: bool) -> str | None:
         return None
     if overwrite:
         return None
-    if os.path.isfile(os.path.join(model_dir, "results.json")):
+    if finished(model_dir):
         return (f"--model_dir: {where} holds a finished run; pass --overwrite to replace it, "
                 "or choose another directory")
     old = recorded_recipe(model_dir)

@@ -57,7 +57,8 @@ def seed_dir(out_dir: str, seed: int) -> str:
 
 
 def finished(out_dir: str, seed: int) -> bool:
-    return os.path.isfile(os.path.join(seed_dir(out_dir, seed), "results.json"))
+    """Whether seed `seed` of the sweep in out_dir finished (run_dir.finished)."""
+    return run_dir.finished(seed_dir(out_dir, seed))
 
 
 def child_data_flags(data_dir: str | None, mnist_path: str | None) -> list[str]:
@@ -89,7 +90,7 @@ def seed_row(out_dir: str, seed: int, target: float) -> dict:
     "Last three" are the last three epochs that had a test pass: with --eval_every=N
     the untested epochs (None in results.json) are skipped, and a recipe tested only
     at the end (--eval_every=0) has one, its final model's."""
-    with open(os.path.join(seed_dir(out_dir, seed), "results.json")) as f:
+    with open(os.path.join(seed_dir(out_dir, seed), run_dir.RESULTS_FILE)) as f:
         results = json.load(f)
     last_three = recipe.last_three(results["test_accuracy"])
     return dict(seed=seed, last_three=last_three, last_three_min=min(last_three),
@@ -165,15 +166,18 @@ def sweep(config: recipe.TrainConfig, seeds: Sequence[int], out_dir: str, jobs: 
 
 def other_recipe(out_dir: str, seed: int, config: recipe.TrainConfig) -> str | None:
     """Why the finished seed `seed` in out_dir cannot join a sweep of `config` (it ran
-    another recipe, or one this version cannot read), or None if it can."""
-    with open(os.path.join(seed_dir(out_dir, seed), "results.json")) as f:
-        ran = json.load(f).get("flags")
+    another recipe, or one this version cannot read), or None if it can. The recipe is
+    the one the run recorded, read as kerasnets-train reads it (run_dir.recorded_recipe)."""
     wanted = recipe.as_run(dataclasses.replace(config, seed=seed))
     where = f"--out_dir: {seed_dir(out_dir, seed)} holds a finished run of"
     try:
-        changed = run_dir.differences_text(recipe.TrainConfig(**ran), wanted)
-    except (TypeError, ValueError):
-        return f"{where} a recipe this kerasnets cannot read; choose another --out_dir"
+        ran = run_dir.recorded_recipe(seed_dir(out_dir, seed))
+    except run_dir.RunDirError:
+        ran = None
+    if ran is None:
+        return (f"{where} a recipe this kerasnets cannot read (no whole "
+                f"{run_dir.RECIPE_FILE}); choose another --out_dir")
+    changed = run_dir.differences_text(ran, wanted)
     return changed and (f"{where} another recipe ({changed[0]}); sweep with {changed[1]}, or "
                         "choose another --out_dir")
 

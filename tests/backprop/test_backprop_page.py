@@ -183,7 +183,7 @@ def test_a_long_study_still_draws_every_curve(browser, tmp_path):
 @pytest.mark.parametrize("lrs, steps", [((0.5, float("nan")), 10), ((0.5, 0.0), 10),
                                         ((), 10), ((0.5,), 0), (("0.5</script>",), 10)])
 def test_a_setting_the_page_cannot_hold_is_refused(lrs, steps):
-    with pytest.raises(ValueError):
+    with pytest.raises(toynet.SettingError, match=r"^--(lrs|steps) must be "):
         html_page.render(toynet.ToyNet(), lrs, steps)
 
 

@@ -9,6 +9,7 @@ from absl import flags
 
 from conftest import error_lines, run_module
 from kerasnets.backprop import chain_rule, workbench
+from kerasnets.backprop import toynet as setting
 from kerasnets.cli import command, toynet
 
 
@@ -65,18 +66,20 @@ def test_bad_values_are_refused_naming_the_flag(flag_values, tmp_path, arg, flag
 def test_bad_flag_exits_with_one_line_and_writes_nothing(tmp_path):
     out = tmp_path / "out"
     proc = run_module("toynet", f"--out_dir={out}", "--steps=0")
-    assert proc.returncode != 0
+    assert proc.returncode == 1 and proc.stdout == ""
     errors = error_lines(proc.stderr)
     assert errors[0] == ("FATAL Flags parsing error: flag --steps=0: "
-                         "--steps must be an integer in 1..100000")
+                         "--steps must be an integer in [1, 100000], not 0")
     assert not out.exists() and os.listdir(tmp_path) == []
 
 
 def test_non_empty_out_dir_is_kept_without_overwrite(tmp_path):
     (tmp_path / "sweep.csv").write_text("my results\n")
     proc = run_module("toynet", f"--out_dir={tmp_path}", "--steps=2")
-    assert proc.returncode != 0
-    assert "--out_dir" in error_lines(proc.stderr)[0] and "--overwrite" in proc.stderr
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert error_lines(proc.stderr)[0] == (
+        f"FATAL Flags parsing error: flags out_dir={tmp_path}, overwrite=False: --out_dir: "
+        f"{tmp_path} is not empty; pass --overwrite to replace its files")
     assert (tmp_path / "sweep.csv").read_text() == "my results\n"
     assert os.listdir(tmp_path) == ["sweep.csv"]
 
@@ -116,4 +119,56 @@ def test_gradient_mismatch_exits_non_zero_with_one_line(flag_values, tmp_path, m
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("kerasnets-toynet: error: lr=0.1 step 0: hand-derived dE/dw1")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("arg, make", [
+    ("--t1=2.0", lambda: setting.ToyNet(t1=2.0)),
+    ("--t2=0.0", lambda: setting.ToyNet(t2=0.0)),
+    ("--i2=nan", lambda: setting.ToyNet(i2=float("nan"))),
+    ("--b1=inf", lambda: setting.ToyNet(b1=float("inf"))),
+    ("--w8=-inf", lambda: setting.ToyNet(weights=(0.15, 0.2, 0.25, 0.3, 0.4, 0.45, 0.5,
+                                                   float("-inf")))),
+    ("--steps=100001", lambda: setting.check_steps(100_001)),
+    ("--lrs=0.5,-1", lambda: setting.check_lrs(["0.5", "-1"])),
+    ("--lrs=0.5,0.5", lambda: setting.check_lrs([0.5, 0.5])),
+    ("--lrs=0.5,x", lambda: setting.check_lrs(["0.5", "x"])),
+])
+def test_python_and_the_command_refuse_a_setting_in_the_same_words(flag_values, tmp_path, arg,
+                                                                  make):
+    """The library's checks are the flags' checks: the Python call and the flag give one line."""
+    with pytest.raises(setting.SettingError) as python:
+        make()
+    with pytest.raises(flags.IllegalFlagValueError) as command_line:
+        flag_values(["toynet", f"--out_dir={tmp_path / 'out'}", arg])
+    field = arg[2:].partition("=")[0]
+    said, _, message = str(command_line.value).partition(": ")  # "flag --lrs=[...]: ..."
+    assert said.startswith(f"flag --{field}=") and message == str(python.value)
+    assert python.value.field == field
+
+
+def test_the_setting_says_what_it_refuses():
+    with pytest.raises(setting.SettingError) as e:
+        setting.ToyNet(t1=2.0)
+    assert str(e.value) == ("--t1 must be a number in (0, 1) (a sigmoid output never reaches 0 "
+                            "or 1), not 2.0")
+    with pytest.raises(ValueError, match=r"^--lrs must be distinct finite learning rates > 0, "
+                                         r"e\.g\. 0\.1,0\.5,1\.0; it is empty$"):
+        setting.check_lrs([])
+    with pytest.raises(ValueError, match=r"^weights must hold 8 values w1\.\.w8, got 7$"):
+        setting.ToyNet(weights=(0.1,) * 7)
+    assert setting.check_lrs(["0.5", 2]) == [0.5, 2.0] and setting.check_steps(100_000) == 100_000
+    assert setting.ToyNet(t1=0.5, i1=-3, b2=1e6).t1 == 0.5  # any finite input and bias
+
+
+@pytest.mark.parametrize("call", [
+    lambda: chain_rule.gradient_descent(chain_rule.ToyNet(), 0.0, 3),
+    lambda: chain_rule.gradient_descent(chain_rule.ToyNet(), 0.5, 0),
+    lambda: chain_rule.sweep(chain_rule.ToyNet(), [0.5, 0.5], 3),
+    lambda: workbench.run_workbench("never-written", chain_rule.ToyNet(), [float("inf")], 3),
+])
+def test_the_library_refuses_a_study_the_command_refuses(call, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(setting.SettingError, match=r"^--(lr|lrs|steps) must be"):
+        call()
     assert os.listdir(tmp_path) == []

@@ -9,7 +9,7 @@ import pytest
 from conftest import COMMANDS, error_lines, run_module
 from kerasnets.serving import runtimes
 from kerasnets.training import recipe, seed_sweep
-from kerasnets.bench import run as bench_run, startup, throughput
+from kerasnets.bench import run as bench_run, serve_load, startup, throughput
 
 
 def _json_line(proc):
@@ -222,3 +222,45 @@ def test_a_startup_goal_is_met_only_within_its_time_share_and_memory():
     goals = startup.with_goals(rows)
     assert [r["met"] for r in goals] == [None, True, False, False, True, None]
     assert [r["goal"] for r in goals][1:5] == ["<= 1/5 and < 250 MB"] * 3 + ["<= 1/3 and < 300 MB"]
+
+
+@pytest.fixture(scope="module")
+def default_export(tmp_path_factory):
+    """An untrained `default` model exported with the default formats (no int8 file)."""
+    from kerasnets.models import convnets
+    from kerasnets.serving import export
+
+    base = tmp_path_factory.mktemp("export") / "mnist"
+    version = export.export_version(convnets.build_model("default"), str(base))
+    assert sorted(r for r in runtimes.RUNTIMES if runtimes.has_file(version, r)) == [
+        "litert", "onnx", "tensorflow"]
+    return base, version
+
+
+def test_serve_bench_on_a_default_export_measures_the_runtimes_it_has(default_export,
+                                                                      real_mnist):
+    """Without --runtimes: each runtime whose file the version has, with batching on and off,
+    and one line for litert_int8, left out (it once tried every runtime and stopped)."""
+    base, version = default_export
+    proc = run_module("bench", "--what=serve", f"--model_base={base}", "--requests=10",
+                      "--concurrency=1,2", f"--data_dir={real_mnist[1]}", "--json", timeout=600)
+    out = _json_line(proc)
+    assert [(r["runtime"], r["batching"], r["concurrency"]) for r in out["results"]] == [
+        (runtime, batching, clients) for runtime in ("tensorflow", "onnx", "litert")
+        for batching in (True, False) for clients in (1, 2)]
+    for r in out["results"]:
+        assert r["requests"] == 10 and r["errors"] == 0 and 0 < r["p50_ms"] <= r["p99_ms"], r
+    lines = proc.stdout.splitlines()
+    assert lines[0] == (f"litert_int8: left out, {version} has no model_int8.tflite "
+                        "(kerasnets-export --formats=saved_model,...,litert_int8 writes it)")
+    assert "\n".join(lines[1:-1]) == serve_load.format_serve_table(out["results"])
+
+
+def test_serve_bench_stops_on_a_runtime_the_version_lacks(default_export, real_mnist):
+    base, version = default_export
+    proc = run_module("bench", "--what=serve", f"--model_base={base}", "--requests=10",
+                      "--runtimes=litert,litert_int8", f"--data_dir={real_mnist[1]}")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert error_lines(proc.stderr) == [
+        f"kerasnets-bench: error: {version} has no model_int8.tflite for --runtime=litert_int8; "
+        "export it with kerasnets-export --formats=saved_model,litert_int8"]

@@ -1,5 +1,7 @@
 """The tf.data pipeline: shapes, dtypes, seeded epoch order, resume-exact epochs, augmentation."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -109,6 +111,26 @@ def test_bad_augmentation_ranges_are_refused():
         pipeline.Augment(rotation=200)
 
 
+@pytest.mark.parametrize("name, value", [("scale", 0.7), ("scale", -0.1), ("rotation", 181),
+                                         ("shift", 14.5), ("shift", float("nan"))])
+def test_augment_holds_to_the_recipes_rule_in_its_words(name, value):
+    """One range per value: what the recipe refuses, Augment refuses, in the same words
+    (scale 0.7 was once accepted here and refused by the recipe)."""
+    from kerasnets.training import recipe
+
+    with pytest.raises(recipe.ConfigError) as by_recipe:
+        recipe.TrainConfig(**{name: value})
+    with pytest.raises(ValueError) as by_augment:
+        pipeline.Augment(**{name: value})
+    assert str(by_augment.value) == f"augmentation out of range: {by_recipe.value}"
+    assert str(by_recipe.value).startswith(f"--{name} must be a number in [0, ")
+    with pytest.raises(ValueError, match="until_epoch must be None or an integer >= 0, not -1"):
+        pipeline.Augment(until_epoch=-1)
+    # the limits themselves are allowed by both
+    pipeline.Augment(rotation=180, shift=14, scale=0.5, until_epoch=0)
+    recipe.TrainConfig(rotation=180, shift=14, scale=0.5)
+
+
 def test_both_datasets_run_with_fixed_parallelism_and_no_autotuning(tiny):
     """tf.data's autotuning left about one training process in four at half speed on 2 cores
     (docs/performance.md): the pipeline fixes its parallelism instead."""
@@ -117,5 +139,8 @@ def test_both_datasets_run_with_fixed_parallelism_and_no_autotuning(tiny):
                                          augment=pipeline.Augment(), epochs=2)
     for ds in (train, test):
         assert ds.options().autotune.enabled is False
-    assert pipeline.PARALLEL_BATCHES >= 2
+    # one batch per core, at least two: what a constant, or a count that ignores the
+    # machine, would not give
+    assert [pipeline.parallel_batches(n) for n in (None, 1, 2, 3, 16)] == [2, 2, 2, 3, 16]
+    assert pipeline.PARALLEL_BATCHES == pipeline.parallel_batches(os.cpu_count())
     assert len(epochs_of(train, 16)) == 2  # and it still yields every batch

@@ -255,3 +255,25 @@ def test_a_corrupt_runtime_file_is_one_line_and_the_server_starts_on_the_older_v
     assert watcher.current.version == 1
     assert logged[0].startswith("kerasnets-serve: version 2 not loaded (cannot load ")
     assert logged[-1] == "kerasnets-serve: serving version 1"
+
+
+def test_a_runtime_left_out_means_what_the_command_runs():
+    """One default per question, named once: serving (the library's functions and
+    kerasnets-serve) runs LiteRT; predicting (load_classifier, kerasnets-predict) runs
+    the SavedModel, the one runtime that also takes a .keras file."""
+    import inspect
+    import re
+
+    from kerasnets.serving import rest_api
+
+    def default(function, name="runtime"):
+        return inspect.signature(function).parameters[name].default
+
+    assert (runtimes.SERVE_RUNTIME, runtimes.PREDICT_RUNTIME) == ("litert", "tensorflow")
+    assert [default(f) for f in (rest_api.serve, versions.load_version, versions.ModelWatcher,
+                                 runtimes.load)] == ["litert"] * 4
+    assert default(versions.load_classifier) == "tensorflow"
+    for command, expected in (("serve", "litert"), ("predict", "tensorflow")):
+        text = " ".join(run_module(command, "--help").stdout.split())
+        assert re.search(r"--runtime: <[^>]*>: What runs a version: .*?\(default: '(\w+)'\)",
+                         text).group(1) == expected, command

@@ -100,7 +100,8 @@ def test_each_row_holds_its_runs_own_figures(runs):
                                   - default_results["final_test_accuracy"])
     assert (seed_row["target"], default_row["target"]) == (0.3, 0.9)
     # the course's model passes 30 % within three epochs of 512 images (chance is 10 %)
-    assert seed_row["first_epoch_at_target"] in (1, 2, 3)
+    reached = [epoch for epoch, a in enumerate(seed_results["test_accuracy"], 1) if a >= 0.3]
+    assert reached and seed_row["first_epoch_at_target"] == reached[0]
     assert seed_row["seconds_to_target"] == pytest.approx(
         sum(seed_results["seconds_per_epoch"][:seed_row["first_epoch_at_target"]]))
     assert compare.read_run(str(seed_dir)) == seed_row

@@ -110,7 +110,9 @@ def test_a_directory_of_other_files_takes_a_run(tmp_path):
 
 def test_a_finished_run_is_kept_unless_overwrite(tmp_path):
     _record(tmp_path, dataclasses.asdict(SMOKE))
+    assert not run_dir.finished(str(tmp_path))
     (tmp_path / "results.json").write_text("{}")
+    assert run_dir.RESULTS_FILE == "results.json" and run_dir.finished(str(tmp_path))
     assert "holds a finished run; pass --overwrite" in run_dir.problem(str(tmp_path), SMOKE, False)
     run_dir.start(str(tmp_path), SMOKE, overwrite=True, precision="float32", log=lambda line: None)
     assert not (tmp_path / "results.json").exists()

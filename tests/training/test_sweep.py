@@ -2,6 +2,7 @@
 resume after a kill, and bad values refused before anything is written."""
 
 import csv
+import dataclasses
 import json
 import os
 import re
@@ -71,6 +72,17 @@ def test_the_summary_holds_each_seeds_own_figures(smoke_sweep, smoke_run):
     assert f"{meet} of 2 seeds meet the target 85.00 %" in stdout
 
 
+def test_seeds_are_a_range_a_list_or_one_and_anything_else_is_named():
+    assert sweep.parse_seeds("1,4,9") == [1, 4, 9]
+    assert sweep.parse_seeds("5") == [5]
+    assert sweep.parse_seeds("0-1,5") == [0, 1, 5]
+    for bad, why in (("", "is not a range like 0-7"), ("1-", "is not a range"),
+                     ("-1", "is not a range"), ("1,1", "names a seed twice"),
+                     ("x", "is not a range"), ("5-3", "runs backwards; write 3-5")):
+        with pytest.raises(ValueError, match=f"^'{bad}' {why}"):
+            sweep.parse_seeds(bad)
+
+
 def test_epochs_without_a_test_pass_are_skipped_in_the_last_three(tmp_path):
     """--eval_every leaves untested epochs as None in results.json: the row takes the last
     three epochs that were tested (one, the final model's, with --eval_every=0)."""
@@ -89,6 +101,41 @@ def test_epochs_without_a_test_pass_are_skipped_in_the_last_three(tmp_path):
     every_second = row([None, 0.990, None, 0.993, None, 0.9945])
     assert every_second["last_three"] == [0.990, 0.993, 0.9945]
     assert every_second["last_three_min"] == 0.990 and not every_second["meets_target"]
+
+
+@pytest.mark.parametrize("content, reason", [
+    ("same", None),
+    ("target", "another recipe (--target 0.95 → 0.9); sweep with --target=0.95, or choose "
+               "another --out_dir"),
+    ("scale", "a recipe this kerasnets cannot read (no whole recipe.json); choose another "
+              "--out_dir"),
+    ("extra", "a recipe this kerasnets cannot read (no whole recipe.json); choose another "
+              "--out_dir"),
+    (None, "a recipe this kerasnets cannot read (no whole recipe.json); choose another "
+           "--out_dir"),
+])
+def test_a_finished_seeds_recipe_is_read_as_kerasnets_train_reads_it(tmp_path, content, reason):
+    """The sweep reads a finished seed's recipe from its recipe.json through run_dir's reader
+    (the one kerasnets-train resumes by), not from results.json: results.json's "flags" here
+    say another recipe, and are not what decides."""
+    from kerasnets.training import run_dir
+
+    config = recipe.load("smoke")
+    seed = sweep.seed_dir(str(tmp_path), 0)
+    os.makedirs(seed)
+    ran = recipe.as_run(dataclasses.replace(config, seed=0, target=0.95 if content == "target"
+                                            else config.target))
+    values = {**dataclasses.asdict(ran), run_dir.RESOLVED_PRECISION: "float32",
+              **({"scale": 0.7} if content == "scale" else {}),
+              **({"colour": "red"} if content == "extra" else {})}
+    if content:
+        with open(os.path.join(seed, run_dir.RECIPE_FILE), "w") as f:
+            json.dump(values, f)
+    with open(os.path.join(seed, run_dir.RESULTS_FILE), "w") as f:
+        json.dump({"flags": dict(dataclasses.asdict(config), seed=0, epochs=99)}, f)
+    assert sweep.finished(str(tmp_path), 0) and not sweep.finished(str(tmp_path), 1)
+    said = sweep.other_recipe(str(tmp_path), 0, config)
+    assert said == (reason and f"--out_dir: {seed} holds a finished run of {reason}")
 
 
 def test_a_sweep_killed_after_one_seed_skips_it_when_started_again(real_mnist, tmp_path):
@@ -157,12 +204,6 @@ def test_a_target_is_met_at_the_test_sets_resolution():
 
 def test_seed_specs():
     assert sweep.parse_seeds("0-7") == list(range(8))
-    assert sweep.parse_seeds("1,4,9") == [1, 4, 9]
-    assert sweep.parse_seeds("5") == [5]
-    assert sweep.parse_seeds("0-1,5") == [0, 1, 5]
-    for bad in ("", "1-", "-1", "1,1", "x"):
-        with pytest.raises(ValueError):
-            sweep.parse_seeds(bad)
 
 
 def test_a_sweep_started_again_with_another_recipe_is_refused_not_mixed(smoke_sweep, real_mnist):
