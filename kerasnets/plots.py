@@ -146,7 +146,8 @@ def plot_trials(rows, path_or_file, max_params: int, pareto: Sequence[int] = ())
     if best:
         ax.scatter([best[0]["trainable_params"]], [100 * best[0]["validation_accuracy"]],
                    s=160, facecolors="none", edgecolors="tab:red", label=f"best (#{best[0]['trial']})")
-    ax.axvline(max_params, color="gray", linestyle=":", label=f"budget {max_params:,}")
+    if max_params:
+        ax.axvline(max_params, color="gray", linestyle=":", label=f"budget {max_params:,}")
     ax.set(xlabel="trainable parameters", ylabel="validation accuracy (%)",
            title="trials: accuracy against size")
     ax.grid(True, alpha=0.3)

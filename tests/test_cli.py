@@ -25,13 +25,15 @@ OWN_FLAGS = {
     "data": ("--data_dir", "--mnist_path", "--sample_png"),
     "design": ("--model", "--max_params", "--json"),
     "compare": ("--out_dir", "--json", "--overwrite"),
+    "search": ("--space", "--max_params", "--trials", "--out_dir", "--storage", "--study_name",
+               "--validation_examples", "--objectives"),
 }
-TAKES_RECIPES = ("train", "sweep", "bench")
+TAKES_RECIPES = ("train", "sweep", "bench", "search")
 
 
 def test_the_commands_are_the_installed_console_scripts():
     assert sorted(COMMANDS) == ["bench", "compare", "data", "design", "export", "predict",
-                                "serve", "sweep", "toynet", "train"]
+                                "search", "serve", "sweep", "toynet", "train"]
 
 
 @pytest.mark.parametrize("name", COMMANDS)

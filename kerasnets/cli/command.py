@@ -140,6 +140,14 @@ def define_model_code_flag(module_name: str) -> None:
         "nothing is ever imported from a run directory.", module_name=module_name)
 
 
+def define_budget_flag() -> None:
+    """--max_params (kerasnets-design, kerasnets-search), defined once: a design over it
+    fails the card, and is never trained by a search."""
+    flags.DEFINE_integer("max_params", 0, "A budget of trainable parameters: a design over it "
+                         "is refused (kerasnets-design fails, kerasnets-search never trains "
+                         "it); 0 = no budget.", lower_bound=0)
+
+
 def register_export_base_validator() -> None:
     """--export_base (kerasnets-export, kerasnets-train) must be a place for new versions."""
     from kerasnets.serving import export

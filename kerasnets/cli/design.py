@@ -27,8 +27,8 @@ FLAGS = flags.FLAGS
 
 recipe_flags.define_field(FLAGS, "model")
 flags.declare_key_flag("model")
-flags.DEFINE_integer("max_params", 0, "A budget of trainable parameters: over it, the command "
-                     "fails (0 = no budget).", lower_bound=0)
+command.define_budget_flag()
+flags.declare_key_flag("max_params")
 flags.DEFINE_bool("json", False, "Also print the results as one JSON line at the end.")
 
 

@@ -3,13 +3,13 @@ r"""kerasnets-search: search a design under a parameter budget, on Optuna.
 Samples designs from --space (`five_block`, our design family, or your own
 PATH.py:FUNCTION taking an Optuna trial and returning a Keras model), computes
 each one's design card first and never trains one over --max_params (it is
-recorded as pruned, over_budget, and does not count). Each trial trains with the
+recorded as pruned, over_budget, and does not count; 0: no budget). Each trial trains with the
 recipe flags as kerasnets-train reads them, as an ordinary run directory under
 --out_dir/trials/, on the training images less a fixed validation split
 (--validation_examples): its validation accuracy per epoch lets Optuna prune
-weak trials, and selects. Then the best design is trained on all training images
-and tested once (--out_dir/best/), and summary.csv, summary.json and trials.png
-are written.
+weak trials, and selects. Then the best design is trained on the recipe's
+training images and tested once (--out_dir/best/), and summary.csv, summary.json
+and trials.png are written beside study.db (the default storage) and trials/.
 
 The study lives in --out_dir/study.db (SQLite) unless --storage names a
 database: the same command on several machines, one --storage, trains exactly
@@ -23,13 +23,14 @@ database: the same command on several machines, one --storage, trains exactly
 
 from __future__ import annotations
 
+import threading
 from typing import Sequence
 
 from absl import app, flags, logging
 
 from kerasnets import fileio
 from kerasnets.cli import command, data_flags, recipe_flags
-from kerasnets.search import run as search_run, spaces
+from kerasnets.search import run as search_run, spaces, study as studies
 
 FLAGS = flags.FLAGS
 
@@ -37,12 +38,11 @@ recipe_flags.define(FLAGS)
 flags.adopt_module_key_flags(recipe_flags)
 flags.adopt_module_key_flags(data_flags)
 flags.DEFINE_string("space", spaces.FIVE_BLOCK, f"What a trial samples: {spaces.FORMS}.")
-flags.DEFINE_integer("max_params", None, "The budget: a design with more trainable parameters is "
-                     "never trained.", lower_bound=1)
+command.define_budget_flag()
+flags.declare_key_flag("max_params")
 flags.DEFINE_integer("trials", None, "The study's total of trained trials (over the budget and "
                      "failed ones do not count), however many workers share it.", lower_bound=1)
-flags.DEFINE_string("out_dir", None, "Directory of the search: study.db (the default storage), "
-                    "trials/, best/, summary.csv, summary.json, trials.png.")
+flags.DEFINE_string("out_dir", None, "Directory of the command's outputs (the files are listed above).")
 flags.DEFINE_string("storage", None, "A database URL for the study, e.g. postgresql://USER:"
                     "PASSWORD@HOST/DB, shared by workers on several machines (default: SQLite "
                     "in --out_dir/study.db).")
@@ -55,7 +55,7 @@ flags.DEFINE_bool("train_best", True, "At the end, train the best design on all 
                   "images and test it once.")
 flags.DEFINE_integer("heartbeat_seconds", 10, "How often a trial tells the study it is alive; "
                      "one silent for 3 times as long counts as failed.", lower_bound=1)
-flags.mark_flags_as_required(["max_params", "trials", "out_dir"])
+flags.mark_flags_as_required(["trials", "out_dir"])
 flags.register_validator("space", lambda v: not spaces.name_problem(v),
                          "--space must be " + spaces.FORMS)
 flags.register_validator("objectives", lambda v: not search_run.objectives_problem(v),
@@ -77,6 +77,7 @@ def main(argv: Sequence[str]) -> int:
         return command.fail("--model names one design; kerasnets-search samples its designs "
                             "from --space")
     logging.set_verbosity(logging.WARNING)
+    threading.excepthook = studies.heartbeat_excepthook(threading.excepthook)
     search_run.run_search(
         FLAGS.space, FLAGS.max_params, FLAGS.trials, FLAGS.out_dir, recipe_flags.config(),
         FLAGS.storage, FLAGS.study_name, FLAGS.validation_examples, FLAGS.objectives,

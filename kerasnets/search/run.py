@@ -67,7 +67,7 @@ def objectives_problem(text: str) -> str | None:
 
 def check_budget(space: spaces.Space, max_params: int) -> None:
     """SearchError when no design of `space` fits `max_params` (known for five_block)."""
-    if space.smallest_params is not None and max_params < space.smallest_params:
+    if max_params and space.smallest_params is not None and max_params < space.smallest_params:
         raise SearchError(f"--max_params={max_params:,} is below the smallest {space.name} "
                           f"design ({space.smallest_params:,} trainable parameters: every "
                           f"block {spaces.WIDTHS[0]} wide); raise it")
@@ -109,7 +109,7 @@ class Worker:
     settings: studies.Settings
     config: recipe.TrainConfig
     study: object
-    url: str
+    lock: studies.ClaimLock
     out_dir: str
     split: tuple
     log: Callable[[str], None] = print
@@ -121,9 +121,6 @@ class Worker:
         """--model as a trial's recipe records it: the space's function."""
         return ("kerasnets.search.spaces:five_block" if self.space.name == spaces.FIVE_BLOCK
                 else self.space.name)
-
-    def lock(self):
-        return studies.claim_lock(self.study, self.url, self.out_dir)
 
     def objective(self, trial):
         """Samples, checks the budget, claims a trial of the study and trains it."""
@@ -141,10 +138,10 @@ class Worker:
         card = design.card(model)
         trial.set_user_attr(studies.TRAINABLE_PARAMS, card["trainable_params"])
         trial.set_user_attr(studies.MACS, card["macs"])
-        if card["trainable_params"] > self.settings.max_params:
+        if self.settings.max_params and card["trainable_params"] > self.settings.max_params:
             trial.set_user_attr(studies.OVER_BUDGET, True)
             raise optuna.TrialPruned("over budget")
-        with self.lock():
+        with self.lock.held():
             done, running = studies.counted_trials(self.study)
             if len(done) + len(running) >= self.settings.trials:
                 raise optuna.TrialPruned("not needed")  # another worker took the last one
@@ -279,7 +276,7 @@ def search(worker: Worker, wait_seconds: float, max_wait_rounds: int = 10_000) -
     needed are running elsewhere it waits (a dead worker's trial fails once its
     heartbeat is stale, and is then trained again here)."""
     for _ in range(max_wait_rounds):
-        with worker.lock():
+        with worker.lock.held():
             studies.fail_stale(worker.study)
             done, running = studies.counted_trials(worker.study)
         if len(done) >= worker.settings.trials:
@@ -352,11 +349,12 @@ def run_search(space_name: str, max_params: int, trials: int, out_dir: str,
     settings = studies.Settings(space_name, max_params, trials, tuple(objectives.split(",")),
                                 validation_examples, dataclasses.asdict(recipe.as_run(config)))
     claim_directory(out_dir, url, study_name)
-    study = studies.open_study(url, study_name, settings, heartbeat)
+    lock = studies.ClaimLock(url, study_name)
+    study = studies.open_study(url, study_name, settings, heartbeat, lock)
+    budget = f"within {max_params:,} trainable parameters" if max_params else "without a budget"
     log(f"MNIST: {source}; study {study_name} in {studies.shown(url)}: {trials} trials of "
-        f"{space_name} within {max_params:,} trainable parameters, selected on "
-        f"{validation_examples:,} held-out training images")
-    worker = Worker(space, settings, config, study, url, out_dir,
+        f"{space_name} {budget}, selected on {validation_examples:,} held-out training images")
+    worker = Worker(space, settings, config, study, lock, out_dir,
                     validation_split(mnist, validation_examples), log)
     try:
         search(worker, wait_seconds=heartbeat)
@@ -365,10 +363,11 @@ def run_search(space_name: str, max_params: int, trials: int, out_dir: str,
         summary = summaries.summarise(study, settings, chosen, results,
                                       pareto_numbers(study, settings), url)
     except Exception as e:
-        if not studies.is_storage_error(e):
+        lost = studies.storage_error(e)
+        if lost is None:
             raise
         raise studies.StudyError(
-            f"lost the study's storage {studies.shown(url)} ({studies.storage_reason(e)}): "
+            f"lost the study's storage {studies.shown(url)} ({studies.storage_reason(lost)}): "
             "the trials it finished are kept; start the same command again when it is "
             "back") from None
     summaries.write(out_dir, summary)

@@ -79,13 +79,15 @@ def shown(url: str) -> str:
 
 def storage_problem(url: str) -> str | None:
     """Why `url` is not a storage --storage takes (its text only), or None."""
-    if url.startswith("sqlite:///") or url.startswith(("postgresql://", "postgresql+psycopg2://")):
+    if url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://",
+                       "postgresql+psycopg2://")):
         return None
     return (f"--storage must be a sqlite:///PATH or postgresql://USER:PASSWORD@HOST[:PORT]/DB "
             f"URL, not {shown(url)!r}")
 
 
-def open_study(url: str, name: str, settings: Settings, heartbeat: int = 10):
+def open_study(url: str, name: str, settings: Settings, heartbeat: int = 10,
+               lock: ClaimLock | None = None):
     """The study `name` in `url`, created with `settings` or joined if it holds the same
     ones; StudyError (one line, the URL without its password) if the storage cannot be
     reached, or the study there was started with other settings."""
@@ -95,26 +97,28 @@ def open_study(url: str, name: str, settings: Settings, heartbeat: int = 10):
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial says it
     directions = ["maximize"] + ["minimize"] * (len(settings.objectives) - 1)
+    lock = lock or ClaimLock(url, name)
     try:
-        with warnings.catch_warnings():  # the heartbeat's arguments are marked experimental
+        with lock.held(), warnings.catch_warnings():  # heartbeat's arguments: "experimental"
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(
                 url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
                 engine_kwargs=({"connect_args": {"timeout": 60}} if url.startswith("sqlite")
                                else {"pool_pre_ping": True,
                                      "connect_args": {"connect_timeout": 10}}))
-        study = optuna.create_study(
-            storage=storage, study_name=name, load_if_exists=True, directions=directions,
-            sampler=optuna.samplers.TPESampler(seed=None),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
-        recorded = study.user_attrs.get(SETTINGS)
-        if recorded is None:
-            study.set_user_attr(SETTINGS, settings.as_json())
-            recorded = settings.as_json()
+            study = optuna.create_study(
+                storage=storage, study_name=name, load_if_exists=True, directions=directions,
+                sampler=optuna.samplers.TPESampler(seed=None),
+                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+            recorded = study.user_attrs.get(SETTINGS)
+            if recorded is None:
+                study.set_user_attr(SETTINGS, settings.as_json())
+                recorded = settings.as_json()
     except Exception as e:
-        if is_storage_error(e):
-            raise StudyError(f"--storage: cannot use {shown(url)}: {storage_reason(e)}") from None
-        raise
+        lost = storage_error(e)
+        if lost is None:
+            raise
+        raise StudyError(f"--storage: cannot use {shown(url)}: {storage_reason(lost)}") from None
     if recorded != settings.as_json():
         raise StudyError(f"--study_name: {name} in {shown(url)} is a study of other settings "
                          f"({settings_changes(recorded, settings.as_json())}); give the same "
@@ -131,57 +135,78 @@ def settings_changes(old: dict, new: dict) -> str:
                      if flat_old.get(k) != flat_new.get(k))
 
 
-def is_storage_error(error: BaseException) -> bool:
-    """Whether `error` says the storage could not be reached or used (SQLAlchemy's and
-    the database drivers' errors, and Optuna's wrapping of them)."""
+def storage_error(error: BaseException | None) -> BaseException | None:
+    """The error in `error`'s chain (its causes and the errors it was raised while
+    handling) that says the storage could not be reached or used: SQLAlchemy's, the
+    database driver's, or a missing driver; None if there is none. The chain is
+    followed because Optuna may raise another error while it handles a lost connection."""
     import optuna
 
     try:
         import sqlalchemy.exc
     except ImportError:
-        return False
-    if isinstance(error, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
-                          optuna.exceptions.StorageInternalError)):
-        return True
-    return isinstance(error, (sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError)) and (
-        "psycopg" in str(error) or "postgres" in str(error))
+        return None
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            return error
+        if isinstance(error, (sqlalchemy.exc.NoSuchModuleError, ImportError)) and (
+                "psycopg" in str(error) or "DB access module" in str(error)):
+            return error
+        if isinstance(error, optuna.exceptions.StorageInternalError) and error.__cause__ is None:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def storage_reason(error: BaseException) -> str:
-    """The first line of the driver's own words for `error` (no URL, no password)."""
+    """The first line of the driver's own words for `error` (a storage_error: no URL, no
+    password)."""
+    if isinstance(error, ImportError) or "DB access module" in str(error):
+        return "PostgreSQL needs its driver, psycopg (pip install 'kerasnets[postgresql]')"
     cause = getattr(error, "orig", None) or error.__cause__ or error
-    if isinstance(error, ModuleNotFoundError) or "psycopg2" in str(error) and "No module" in str(error):
-        return "PostgreSQL needs psycopg2 (pip install 'kerasnets[postgresql]')"
     text = str(cause).strip().splitlines()
     return text[0] if text else type(cause).__name__
 
 
-@contextlib.contextmanager
-def claim_lock(study, url: str, out_dir: str) -> Iterator[None]:
+class ClaimLock:
     """Held by one worker of the study at a time: PostgreSQL's advisory lock on the
-    study's name, or for SQLite an exclusive file lock beside the database."""
-    if url.startswith("sqlite"):
-        path = os.path.join(os.path.dirname(url[len("sqlite:///"):]) or out_dir, LOCK_FILE)
-        with open(path, "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
+    study's name (on a connection of its own), or for SQLite an exclusive file lock
+    beside the database. Workers also open the study under it, since two creating its
+    tables at once would collide."""
+
+    def __init__(self, url: str, study_name: str):
+        self.url = url
+        self.key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big",
+                                  signed=True)
+        self.engine = None
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if self.url.startswith("sqlite"):
+            path = os.path.join(os.path.dirname(self.url[len("sqlite:///"):]), LOCK_FILE)
+            with open(path, "a") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(f, fcntl.LOCK_UN)
+            return
+        import sqlalchemy
+
+        if self.engine is None:
+            self.engine = sqlalchemy.create_engine(
+                self.url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+        with self.engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": self.key})
+            connection.commit()
             try:
                 yield
             finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
-        return
-    import sqlalchemy
-
-    key = int.from_bytes(hashlib.sha256(study.study_name.encode()).digest()[:8], "big",
-                         signed=True)
-    engine = study._storage.engine if hasattr(study._storage, "engine") else None
-    engine = engine or sqlalchemy.create_engine(url)
-    with engine.connect() as connection:
-        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
-        try:
-            yield
-        finally:
-            connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-            connection.commit()
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"),
+                                   {"key": self.key})
+                connection.commit()
 
 
 def counted_trials(study) -> tuple[list, list]:
@@ -204,3 +229,17 @@ def fail_stale(study) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+
+
+def heartbeat_excepthook(fallback):
+    """A threading.excepthook for a search's process: Optuna's heartbeat thread dies with a
+    traceback when the storage goes away, while the worker's own thread reports the same
+    loss in one line; that thread's storage errors are left to it, the rest to `fallback`."""
+
+    def hook(args):
+        thread = getattr(args.thread, "name", "") or ""
+        if "_record_heartbeat" in thread and storage_error(args.exc_value) is not None:
+            return
+        fallback(args)
+
+    return hook

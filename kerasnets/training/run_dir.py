@@ -47,7 +47,6 @@ DESIGN_FILE = "design.json"  # the model's design card (kerasnets.models.design)
 # recipe.json's key for a model a search sampled (Design.record: the space, its parameters)
 SAMPLED_DESIGN = "sampled_design"
 BACKUP_DIR = "backup"
-RESULTS_FILE = "results.json"  # written last: a run directory holding it is finished
 LOCK_FILE = ".lock"  # held while a run trains in the directory (fileio.exclusive_directory)
 OUTPUT_FILES = ("model.keras", "history.csv", RESULTS_FILE, "curves.png",
                 "misclassified.png", "confusion.png")
@@ -127,11 +126,6 @@ def latest_backup(model_dir: str) -> str | None:
     done = sorted(d for d in os.listdir(root)
                   if d.startswith("epoch-") and os.path.isfile(os.path.join(root, d, "state.json")))
     return os.path.join(root, done[-1]) if done else None
-
-
-def finished(model_dir: str) -> bool:
-    """Whether `model_dir` holds a finished run (its results file, written last)."""
-    return os.path.isfile(os.path.join(model_dir, RESULTS_FILE))
 
 
 def holds_run(model_dir: str) -> bool:
