@@ -98,10 +98,6 @@ def model(smoke_run):
     return kerasnets.load_model(str(smoke_run[0] / "model.keras"))
 
 
-def classes(model, prepared) -> np.ndarray:
-    return np.argmax(model.predict(np.stack(prepared)[..., None], verbose=0), axis=1)
-
-
 @pytest.fixture(scope="module")
 def per_format(real_mnist, model):
     """{format: figures} over DIGITS test digits drawn in each format."""
@@ -114,8 +110,13 @@ def per_format(real_mnist, model):
         old_prepared = [tf_to_mnist(g) for g in old]
         new_prepared = [images.to_mnist(g) for g in new]
         same_input = [images.to_mnist(g) for g in old]  # the preparation alone, on one input
-        old_classes, new_classes = classes(model, old_prepared), classes(model, new_prepared)
+        old_p = model.predict(np.stack(old_prepared)[..., None], verbose=0)
+        new_p = model.predict(np.stack(new_prepared)[..., None], verbose=0)
+        old_classes, new_classes = old_p.argmax(1), new_p.argmax(1)
+        top_two = np.sort(old_p, axis=1)[:, -2:]
+        differ = np.nonzero(old_classes != new_classes)[0]
         table[fmt] = dict(
+            torn_differing=int(sum(top_two[i, 1] - top_two[i, 0] < TORN for i in differ)),
             decoded=max(float(np.abs(a - b).max()) for a, b in zip(old, new)),
             prepare_only=max(int(np.abs(a.astype(int) - b).max())
                              for a, b in zip(old_prepared, same_input)),
@@ -141,8 +142,14 @@ def test_per_format_pixels_and_classes_match_the_tensorflow_path(per_format, fmt
     assert r["prepare_only"] <= 1, r     # the resize: Pillow's bilinear as tf.image's, antialiased
     if fmt not in DECODE_BOUND:          # lossless: the same 28x28 digit, within one level
         assert r["prepared"] <= 1 and r["prepared_equal"] >= DIGITS * 0.9, r
-    assert r["same_class"] == DIGITS, r
-    assert r["new_accuracy"] >= r["old_accuracy"], r
+    if fmt not in DECODE_BOUND:
+        assert r["same_class"] == DIGITS, r
+        assert r["new_accuracy"] >= r["old_accuracy"], r
+    else:  # JPEG's two decoders differ by a few levels: only a digit the model is torn on
+        # (its two most likely classes within TORN) may tip, at most one in a hundred
+        differing = DIGITS - r["same_class"]
+        assert differing <= DIGITS // 100 and r["torn_differing"] == differing, r
+        assert r["new_accuracy"] >= r["old_accuracy"] - differing / DIGITS, r
 
 
 def uci_digits() -> tuple[np.ndarray, np.ndarray]:
