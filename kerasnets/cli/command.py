@@ -140,6 +140,21 @@ def define_model_code_flag(module_name: str) -> None:
         "nothing is ever imported from a run directory.", module_name=module_name)
 
 
+def register_output_dir_validator(name: str) -> None:
+    """--`name` must be a directory a command can write into (made when missing; one that
+    holds files is the command's own to judge: a run to resume, a sweep's finished seeds,
+    a search to carry on)."""
+    from kerasnets import fileio
+
+    def _writable(value) -> bool:
+        problem = fileio.output_dir_problem(value, overwrite=True)
+        if problem:
+            raise flags.ValidationError(f"--{name}: {problem}")
+        return True
+
+    flags.register_validator(name, _writable)
+
+
 def define_budget_flag() -> None:
     """--max_params (kerasnets-design, kerasnets-search), defined once: a design over it
     fails the card, and is never trained by a search."""

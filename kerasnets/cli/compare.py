@@ -20,7 +20,6 @@ from typing import Sequence
 
 from absl import flags
 
-from kerasnets import fileio
 from kerasnets.cli import command
 from kerasnets.training import compare
 
@@ -34,13 +33,7 @@ flags.mark_flag_as_required("out_dir")
 
 USAGE = "kerasnets-compare RUN_DIR [RUN_DIR ...] --out_dir=DIR [--json] [--overwrite]"
 
-
-@flags.validator("out_dir")
-def _out_dir(value) -> bool:
-    problem = fileio.output_dir_problem(value, overwrite=True)  # other files there are kept
-    if problem:
-        raise flags.ValidationError(f"--out_dir: {problem}")
-    return True
+command.register_output_dir_validator("out_dir")
 
 
 def main(argv: Sequence[str]) -> int:

@@ -28,7 +28,6 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from kerasnets import fileio
 from kerasnets.cli import command, data_flags, recipe_flags
 from kerasnets.search import run as search_run, spaces, study as studies
 
@@ -61,13 +60,7 @@ flags.register_validator("space", lambda v: not spaces.name_problem(v),
 flags.register_validator("objectives", lambda v: not search_run.objectives_problem(v),
                          "--objectives must be accuracy or accuracy,seconds")
 
-
-@flags.validator("out_dir")
-def _out_dir(value) -> bool:
-    problem = fileio.output_dir_problem(value, overwrite=True)  # a search carries on
-    if problem:
-        raise flags.ValidationError(f"--out_dir: {problem}")
-    return True
+command.register_output_dir_validator("out_dir")
 
 
 def main(argv: Sequence[str]) -> int:

@@ -18,7 +18,6 @@ from typing import Sequence
 
 from absl import app, flags
 
-from kerasnets import fileio
 from kerasnets.training import seed_sweep
 from kerasnets.cli import command, data_flags, recipe_flags
 
@@ -33,13 +32,7 @@ flags.DEFINE_integer("jobs", 2, "Seeds trained at once.", lower_bound=1)
 flags.mark_flag_as_required("out_dir")
 flags.register_validator("seeds", command.check_seeds_flag)
 
-
-@flags.validator("out_dir")
-def _out_dir(value) -> bool:
-    problem = fileio.output_dir_problem(value, overwrite=True)  # finished seeds are kept
-    if problem:
-        raise flags.ValidationError(f"--out_dir: {problem}")
-    return True
+command.register_output_dir_validator("out_dir")
 
 
 def main(argv: Sequence[str]) -> int:

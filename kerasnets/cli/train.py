@@ -19,7 +19,6 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
-from kerasnets import fileio
 from kerasnets.training import job
 from kerasnets.cli import command, data_flags, recipe_flags
 
@@ -39,15 +38,7 @@ flags.DEFINE_float("collective_timeout", 120.0, "--strategy=multiworker: seconds
 flags.mark_flag_as_required("model_dir")
 command.register_export_base_validator()
 
-
-@flags.validator("model_dir")
-def _check_model_dir(value) -> bool:
-    """A directory that can hold a run (whether the run in it may continue is the library's
-    check: kerasnets.training.run_dir.problem, made before anything loads)."""
-    problem = fileio.output_dir_problem(value, overwrite=True)
-    if problem:
-        raise flags.ValidationError(f"--model_dir: {problem}")
-    return True
+command.register_output_dir_validator("model_dir")
 
 
 def main(argv: Sequence[str]) -> int:

@@ -18,7 +18,27 @@ from kerasnets.search import study as studies
 
 COLUMNS = ("trial", "state", "over_budget", "trainable_params", "macs", "validation_accuracy",
            "epochs", "seconds", "seconds_objective", "best", "design", "error")
-FILES = ("summary.json", "summary.csv", "trials.png")
+FILES = ("summary.json", "summary.csv", "trials.png", "best_design.py")
+BEST_DESIGN = "best_design.py"
+BEST_DESIGN_TEXT = '''"""The best design of the study {study!r} (trial #{trial}), written by kerasnets-search.
+
+Name it as a model wherever kerasnets takes one, for example over seeds with the
+search's recipe flags and the learning rate it chose:
+  kerasnets-sweep --recipe=... --model={path}:build --learning_rate={learning_rate!r} \\
+      --seeds=0-7 --out_dir=...
+"""
+
+import optuna
+
+from kerasnets.search import spaces
+
+SPACE = {space!r}
+PARAMS = {params!r}
+
+
+def build():
+    return spaces.load(SPACE).build(optuna.trial.FixedTrial(PARAMS))
+'''
 
 
 def trial_rows(study, best_number: int | None) -> list[dict]:
@@ -57,6 +77,8 @@ def summarise(study, settings: studies.Settings, best, best_results: dict | None
         "over_budget": sum(r["over_budget"] for r in rows),
         "failed": sum(r["state"] == "FAIL" for r in rows),
         "pareto_front": pareto,
+        "best_learning_rate": best and best.params.get("learning_rate",
+                                                         settings.recipe["learning_rate"]),
         "best": None if best is None else {
             "trial": best.number, "design": best.params,
             "trainable_params": best.user_attrs.get(studies.TRAINABLE_PARAMS),
@@ -70,8 +92,18 @@ def summarise(study, settings: studies.Settings, best, best_results: dict | None
 
 
 def write(out_dir: str, summary: dict) -> None:
-    """summary.json, summary.csv and trials.png, each written aside and renamed."""
+    """summary.json, summary.csv, trials.png and (with a best design) best_design.py,
+    each written aside and renamed."""
     from kerasnets import plots
+
+    best = summary["best"]
+    if best is not None:
+        path = os.path.join(os.path.abspath(out_dir), BEST_DESIGN)
+        with fileio.atomic_file(path) as f:
+            f.write(BEST_DESIGN_TEXT.format(
+                study=summary["study"], trial=best["trial"], path=path,
+                learning_rate=summary["best_learning_rate"], space=summary["space"],
+                params=best["design"]))
 
     with fileio.atomic_file(os.path.join(out_dir, "summary.json")) as f:
         json.dump(summary, f, indent=2)
@@ -103,5 +135,7 @@ def report(summary: dict, out_dir: str) -> str:
         lines.append(f"Pareto front (accuracy, seconds): trials "
                      f"{', '.join(f'#{n}' for n in summary['pareto_front'])}")
     lines.append(f"wrote {os.path.join(os.path.abspath(out_dir), 'summary.csv')}, "
-                 "summary.json, trials.png")
+                 "summary.json, trials.png" + (f", {BEST_DESIGN} (the best design as a --model: "
+                                               f"{os.path.join(os.path.abspath(out_dir), BEST_DESIGN)}"
+                                               ":build)" if best else ""))
     return "\n".join(lines)
