@@ -20,8 +20,10 @@ tested once on the test set, into `<out_dir>/best/`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
+import socket
 import time
 from typing import Callable
 
@@ -73,32 +75,38 @@ def check_budget(space: spaces.Space, max_params: int) -> None:
                           f"block {spaces.WIDTHS[0]} wide); raise it")
 
 
-def claim_directory(out_dir: str, url: str, study_name: str) -> None:
-    """Makes `out_dir` the search's (search.json names its study), or refuses it when it
-    holds another study's files."""
-    os.makedirs(out_dir, exist_ok=True)
+def directory_problem(out_dir: str, url: str, study_name: str) -> str | None:
+    """Why `out_dir` cannot be this study's directory (it holds another study's files,
+    or files but no search), or None. Reads only."""
+    if not os.path.isdir(out_dir):
+        return None
     path = os.path.join(out_dir, SEARCH_FILE)
-    mine = {"study_name": study_name, "storage": studies.shown(url)}
     if os.path.isfile(path):
-        import json
-
         try:
             with open(path) as f:
                 theirs = json.load(f)
         except (OSError, ValueError):
             theirs = None
+        mine = {"study_name": study_name, "storage": studies.shown(url)}
         if theirs != mine:
-            raise SearchError(f"--out_dir: {os.path.abspath(out_dir)} holds the files of another "
-                              f"study ({theirs}); choose another --out_dir")
-        return
-    taken = sorted(set(os.listdir(out_dir)) - {studies.DATABASE, studies.LOCK_FILE})
+            return (f"--out_dir: {os.path.abspath(out_dir)} holds the files of another study "
+                    f"({theirs}); choose another --out_dir")
+        return None
+    ours = {studies.DATABASE, studies.LOCK_FILE}  # and a worker's search.json being written
+    taken = sorted(name for name in os.listdir(out_dir)
+                   if name not in ours and not name.startswith(f".{SEARCH_FILE}.tmp"))
     if taken:
-        raise SearchError(f"--out_dir: {os.path.abspath(out_dir)} holds {', '.join(taken)} but "
-                          "no search; choose an empty or new directory")
-    import json
+        return (f"--out_dir: {os.path.abspath(out_dir)} holds {', '.join(taken)} but no "
+                "search; choose an empty or new directory")
+    return None
 
-    with fileio.atomic_file(path) as f:
-        json.dump(mine, f, indent=2)
+
+def record_directory(out_dir: str, url: str, study_name: str) -> None:
+    """search.json: the study `out_dir` belongs to (written once the study is open)."""
+    path = os.path.join(out_dir, SEARCH_FILE)
+    if not os.path.isfile(path):
+        with fileio.atomic_file(path) as f:
+            json.dump({"study_name": study_name, "storage": studies.shown(url)}, f, indent=2)
 
 
 @dataclasses.dataclass
@@ -113,6 +121,7 @@ class Worker:
     out_dir: str
     split: tuple
     log: Callable[[str], None] = print
+    heartbeat: int = 10
     failures: int = 0
     over_budget: int = 0
 
@@ -128,6 +137,9 @@ class Worker:
 
         from kerasnets.models import design, user_code
 
+        import keras
+
+        keras.backend.clear_session()  # the designs of earlier trials are let go
         started = time.perf_counter()
         try:
             model = self.space.build(trial)
@@ -156,17 +168,26 @@ class Worker:
                     "evaluated_on": f"validation: {len(self.split[1][0]):,} training images "
                                     "held out"},
             digest=user_code.digest(self.model_reference, model.get_config()))
-        callbacks = [] if len(self.settings.objectives) > 1 else [PruneOnValidation(trial)]
+        single = len(self.settings.objectives) == 1
+        # a validation pass every epoch where the pruner hears it (Optuna prunes
+        # single-objective studies only); the recipe records it
+        config = dataclasses.replace(config, model=self.model_reference, test_examples=0,
+                                     eval_every=1 if single else config.eval_every)
         try:
-            results = train(dataclasses.replace(config, model=self.model_reference,
-                                                test_examples=0),
-                            self.split, model_dir, sampled, callbacks)
+            results = train(config, self.split, model_dir, sampled,
+                            [prune_on_validation(trial)] if single else [])
         finally:
             trial.set_user_attr(studies.SECONDS, round(time.perf_counter() - started, 3))
         accuracy = results["final_test_accuracy"]
         if len(self.settings.objectives) > 1:
             return accuracy, float(sum(results["seconds_per_epoch"]))
         return accuracy
+
+    def _trial(self, numbers: list[int]):
+        """The trial this worker ran (its number in `numbers`), as the study has it."""
+        if not numbers:
+            return None
+        return next(t for t in self.study.get_trials(deepcopy=False) if t.number == numbers[0])
 
     def one_trial(self) -> None:
         """One trial through Optuna (its heartbeat under it), then its progress line."""
@@ -178,38 +199,45 @@ class Worker:
             numbers.append(trial.number)
             return self.objective(trial)
 
-        self.study.optimize(objective, n_trials=1, catch=(TrialError,))
-        trial = next(t for t in self.study.get_trials(deepcopy=False) if t.number == numbers[0])
-        attrs = trial.user_attrs
+        stale = None
+        try:
+            self.study.optimize(objective, n_trials=1, catch=(TrialError,))
+        except Exception as e:  # Optuna refuses to tell a trial another worker failed
+            trial = self._trial(numbers)
+            if trial is None or trial.state != optuna.trial.TrialState.FAIL or (
+                    studies.storage_error(e) is not None):
+                raise
+            stale = (f"another worker marked it failed: its heartbeat was silent for "
+                     f"{3 * self.heartbeat} s")
+        trial = self._trial(numbers)
+        error = stale or trial.user_attrs.get(studies.ERROR)
         self.failures = self.failures + 1 if trial.state == optuna.trial.TrialState.FAIL else 0
-        self.over_budget = self.over_budget + 1 if attrs.get(studies.OVER_BUDGET) else 0
-        self.log(progress_line(self.study, trial, self.settings))
+        self.over_budget = (self.over_budget + 1 if trial.user_attrs.get(studies.OVER_BUDGET)
+                            else 0)
+        self.log(progress_line(self.study, trial, self.settings, error))
         if self.failures >= FAILURES_IN_A_ROW:
-            raise SearchError(f"{self.failures} trials in a row failed, the last with: "
-                              f"{attrs.get(studies.ERROR)}")
+            raise SearchError(f"{self.failures} trials in a row failed, the last with: {error}")
         if self.over_budget >= OVER_BUDGET_IN_A_ROW:
             raise SearchError(f"{self.over_budget} designs in a row were over --max_params="
                               f"{self.settings.max_params:,}; raise it or narrow the space")
 
 
-class PruneOnValidation:
+def prune_on_validation(trial):
     """A Keras callback: each epoch's validation accuracy to Optuna, and the trial
     stopped (optuna.TrialPruned) when the pruner says so."""
+    import keras
+    import optuna
 
-    def __new__(cls, trial):
-        import keras
-        import optuna
+    class PruneOnValidation(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            accuracy = (logs or {}).get("val_accuracy")
+            if accuracy is None:
+                return
+            trial.report(float(accuracy), epoch + 1)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
 
-        class _Callback(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                accuracy = (logs or {}).get("val_accuracy")
-                if accuracy is None:
-                    return
-                trial.report(float(accuracy), epoch + 1)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
-
-        return _Callback()
+    return PruneOnValidation()
 
 
 def train(config: recipe.TrainConfig, data, model_dir: str, design: run_dir.Design,
@@ -224,8 +252,8 @@ def train(config: recipe.TrainConfig, data, model_dir: str, design: run_dir.Desi
         raise TrialError(str(e)) from None
 
 
-def progress_line(study, trial, settings: studies.Settings) -> str:
-    """What a worker prints after each of its trials."""
+def progress_line(study, trial, settings: studies.Settings, error: str | None = None) -> str:
+    """What a worker prints after each of its trials (`error`: why it failed)."""
     import optuna
 
     attrs = trial.user_attrs
@@ -236,7 +264,7 @@ def progress_line(study, trial, settings: studies.Settings) -> str:
         return (f"design #{trial.number}: {size}: over --max_params={settings.max_params:,}, "
                 "not trained")
     if trial.state == optuna.trial.TrialState.FAIL:
-        return f"trial #{trial.number} failed: {attrs.get(studies.ERROR)}"
+        return f"trial #{trial.number} failed: {error or attrs.get(studies.ERROR)}"
     done, _ = studies.counted_trials(study)
     if not attrs.get(studies.CLAIMED):
         return f"design #{trial.number}: not trained (the study has its {settings.trials} trials)"
@@ -256,8 +284,7 @@ def best_trial(study, settings: studies.Settings):
     """The most accurate complete trial (of the Pareto front with two objectives), or None."""
     import optuna
 
-    complete = [t for t in study.get_trials(deepcopy=False,
-                                            states=(optuna.trial.TrialState.COMPLETE,))]
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         return None
     if len(settings.objectives) > 1:
@@ -288,18 +315,51 @@ def search(worker: Worker, wait_seconds: float, max_wait_rounds: int = 10_000) -
     raise SearchError("the study's last trials stayed running elsewhere for too long")
 
 
-def train_best(worker: Worker, data, log: Callable[[str], None]) -> dict | None:
-    """The best design trained on all the training images with the search's recipe and
-    tested on the test set, into <out_dir>/best/ (resumed if killed; replaced when
-    another design has become the best). Its results, or None with no complete trial."""
-    import json
+BEST_TRAINER = "best_trained_by"  # the study's user attribute: which worker tests the best
 
+
+def claims_best(worker: Worker) -> dict | None:
+    """Whether this worker trains and tests the best design: the first worker to ask
+    does, once per study (so the test set is used once), and so does the same directory
+    on the same host later when the one that claimed it is gone; returns None then, else
+    the claim that stands."""
+    mine = {"host": socket.gethostname(), "out_dir": os.path.abspath(worker.out_dir),
+            "pid": os.getpid()}
+    with worker.lock.held():
+        theirs = worker.study.user_attrs.get(BEST_TRAINER)
+        if theirs and theirs != mine and not (
+                (theirs["host"], theirs["out_dir"]) == (mine["host"], mine["out_dir"])
+                and not _alive(theirs["pid"])):
+            return theirs
+        worker.study.set_user_attr(BEST_TRAINER, mine)
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def train_best(worker: Worker, best, data, log: Callable[[str], None]) -> dict | None:
+    """The best design (trial `best`) trained on the recipe's training images with the
+    search's recipe and tested on the test set, into <out_dir>/best/ (resumed if killed),
+    by one worker of the study. Its results, or None with no complete trial or where
+    another worker tests it."""
     import optuna
 
     from kerasnets.models import user_code
 
-    best = best_trial(worker.study, worker.settings)
     if best is None:
+        return None
+    other = claims_best(worker)
+    if other:
+        log(f"the best design (#{best.number}) is trained and tested by the worker on "
+            f"{other['host']} in {other['out_dir']}")
         return None
     params = dict(best.params)
     config = worker.space.recipe(optuna.trial.FixedTrial(params), worker.config)
@@ -336,8 +396,8 @@ def run_search(space_name: str, max_params: int, trials: int, out_dir: str,
     problem = objectives_problem(objectives)
     if problem:
         raise SearchError(problem)
-    url = storage or studies.default_storage(out_dir)
-    problem = studies.storage_problem(url)
+    url = storage or studies.default_storage(out_dir)  # (out_dir is made when the study opens)
+    problem = storage and studies.storage_problem(storage)
     if problem:
         raise SearchError(problem)
     space = spaces.load(space_name)
@@ -348,18 +408,24 @@ def run_search(space_name: str, max_params: int, trials: int, out_dir: str,
                           f"not {validation_examples:,}")
     settings = studies.Settings(space_name, max_params, trials, tuple(objectives.split(",")),
                                 validation_examples, dataclasses.asdict(recipe.as_run(config)))
-    claim_directory(out_dir, url, study_name)
+    problem = directory_problem(out_dir, url, study_name)
+    if problem:
+        raise SearchError(problem)
+    if url == studies.default_storage(out_dir):
+        os.makedirs(out_dir, exist_ok=True)  # the database lives in it
     lock = studies.ClaimLock(url, study_name)
     study = studies.open_study(url, study_name, settings, heartbeat, lock)
+    os.makedirs(out_dir, exist_ok=True)
+    record_directory(out_dir, url, study_name)
     budget = f"within {max_params:,} trainable parameters" if max_params else "without a budget"
     log(f"MNIST: {source}; study {study_name} in {studies.shown(url)}: {trials} trials of "
         f"{space_name} {budget}, selected on {validation_examples:,} held-out training images")
     worker = Worker(space, settings, config, study, lock, out_dir,
-                    validation_split(mnist, validation_examples), log)
+                    validation_split(mnist, validation_examples), log, heartbeat)
     try:
         search(worker, wait_seconds=heartbeat)
         chosen = best_trial(study, settings)
-        results = train_best(worker, mnist, log) if best else None
+        results = train_best(worker, chosen, mnist, log) if best else None
         summary = summaries.summarise(study, settings, chosen, results,
                                       pareto_numbers(study, settings), url)
     except Exception as e:

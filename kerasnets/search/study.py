@@ -78,12 +78,29 @@ def shown(url: str) -> str:
 
 
 def storage_problem(url: str) -> str | None:
-    """Why `url` is not a storage --storage takes (its text only), or None."""
-    if url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://",
-                       "postgresql+psycopg2://")):
+    """Why `url` is not a storage --storage takes, or None (for SQLite: its folder must
+    exist)."""
+    if url.startswith("sqlite:///"):
+        folder = os.path.dirname(os.path.abspath(url[len("sqlite:///"):]))
+        if not os.path.isdir(folder):
+            return f"--storage: {url}: no such directory {folder}"
+        return None
+    if url.startswith(("postgresql://", "postgresql+psycopg://")):
         return None
     return (f"--storage must be a sqlite:///PATH or postgresql://USER:PASSWORD@HOST[:PORT]/DB "
             f"URL, not {shown(url)!r}")
+
+
+@contextlib.contextmanager
+def experimental_allowed() -> Iterator[None]:
+    """Optuna's heartbeat is marked experimental; its warning is not the user's business."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
 
 
 def open_study(url: str, name: str, settings: Settings, heartbeat: int = 10,
@@ -93,14 +110,11 @@ def open_study(url: str, name: str, settings: Settings, heartbeat: int = 10,
     reached, or the study there was started with other settings."""
     import optuna
 
-    import warnings
-
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial says it
     directions = ["maximize"] + ["minimize"] * (len(settings.objectives) - 1)
     lock = lock or ClaimLock(url, name)
     try:
-        with lock.held(), warnings.catch_warnings():  # heartbeat's arguments: "experimental"
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with lock.held(), experimental_allowed():
             storage = optuna.storages.RDBStorage(
                 url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
                 engine_kwargs=({"connect_args": {"timeout": 60}} if url.startswith("sqlite")
@@ -109,7 +123,7 @@ def open_study(url: str, name: str, settings: Settings, heartbeat: int = 10,
             study = optuna.create_study(
                 storage=storage, study_name=name, load_if_exists=True, directions=directions,
                 sampler=optuna.samplers.TPESampler(seed=None),
-                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2))
             recorded = study.user_attrs.get(SETTINGS)
             if recorded is None:
                 study.set_user_attr(SETTINGS, settings.as_json())
@@ -222,12 +236,9 @@ def counted_trials(study) -> tuple[list, list]:
 
 def fail_stale(study) -> None:
     """Marks failed the running trials whose worker stopped sending heartbeats."""
-    import warnings
-
     import optuna
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with experimental_allowed():
         optuna.storages.fail_stale_trials(study)
 
 

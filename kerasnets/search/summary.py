@@ -18,7 +18,6 @@ from kerasnets.search import study as studies
 
 COLUMNS = ("trial", "state", "over_budget", "trainable_params", "macs", "validation_accuracy",
            "epochs", "seconds", "seconds_objective", "best", "design", "error")
-FILES = ("summary.json", "summary.csv", "trials.png", "best_design.py")
 BEST_DESIGN = "best_design.py"
 BEST_DESIGN_TEXT = '''"""The best design of the study {study!r} (trial #{trial}), written by kerasnets-search.
 
@@ -102,7 +101,7 @@ def write(out_dir: str, summary: dict) -> None:
         with fileio.atomic_file(path) as f:
             f.write(BEST_DESIGN_TEXT.format(
                 study=summary["study"], trial=best["trial"], path=path,
-                learning_rate=summary["best_learning_rate"], space=summary["space"],
+                learning_rate=summary["best_learning_rate"], space=absolute(summary["space"]),
                 params=best["design"]))
 
     with fileio.atomic_file(os.path.join(out_dir, "summary.json")) as f:
@@ -114,6 +113,13 @@ def write(out_dir: str, summary: dict) -> None:
             writer.writerow({**row, "design": json.dumps(row["design"], sort_keys=True)})
     with fileio.atomic_file(os.path.join(out_dir, "trials.png"), "wb") as f:
         plots.plot_trials(summary["trials"], f, summary["max_params"], summary["pareto_front"])
+
+
+def absolute(space: str) -> str:
+    """A space named by a file, with the file's absolute path (best_design.py is read
+    from anywhere)."""
+    source, _, function = space.rpartition(":")
+    return f"{os.path.abspath(source)}:{function}" if source.endswith(".py") else space
 
 
 def report(summary: dict, out_dir: str) -> str:

@@ -104,8 +104,8 @@ def counted(found):
 
 
 def test_two_workers_share_a_study_on_postgresql(real_mnist, server, tmp_path):
-    workers = [worker(tmp_path / f"machine-{k}", real_mnist[1], server.url, "--trials=4")
-               for k in range(2)]
+    workers = [worker(tmp_path / f"machine-{k}", real_mnist[1], server.url, "--trials=4",
+                      "--train_best") for k in range(2)]
     outputs = [w.communicate(timeout=600) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], [e[-2000:] for _, e in outputs]
     found = states(server.url)
@@ -113,10 +113,18 @@ def test_two_workers_share_a_study_on_postgresql(real_mnist, server, tmp_path):
     printed = sorted(int(line.split("(#")[1].split(")")[0]) for o, _ in outputs
                      for line in o.splitlines() if line.startswith("trial "))
     assert printed == counted(found)  # each trained trial by one worker, once
+    tested = []
     for k, (out, _) in enumerate(outputs):
         summary = json.loads((tmp_path / f"machine-{k}" / "summary.json").read_text())
         assert summary["trained"] == 4 and PASSWORD not in json.dumps(summary)
         assert summary["storage"] == f"postgresql://kerasnets:***@127.0.0.1:{server.port}/search"
+        if summary["best"]["test_accuracy"] is not None:
+            tested.append(k)
+            assert (tmp_path / f"machine-{k}" / "best" / "results.json").is_file()
+        else:
+            assert "is trained and tested by the worker on" in out
+            assert not (tmp_path / f"machine-{k}" / "best").exists()
+    assert len(tested) == 1  # the test set is used once per study
 
 
 def test_an_unreachable_server_is_one_line_without_its_password(real_mnist, tmp_path):
@@ -128,12 +136,13 @@ def test_an_unreachable_server_is_one_line_without_its_password(real_mnist, tmp_
     assert lines[0].startswith("kerasnets-search: error: --storage: cannot use postgresql://"
                                "kerasnets:***@127.0.0.1:")
     assert PASSWORD not in err
+    assert not (tmp_path / "out").exists()  # nothing written: the same command works later
 
 
 def test_a_server_stopped_mid_search_ends_the_worker_and_the_search_resumes(
         real_mnist, server, tmp_path):
     out = tmp_path / "out"
-    proc = worker(out, real_mnist[1], server.url, "--trials=3", "--heartbeat_seconds=1",
+    proc = worker(out, real_mnist[1], server.url, "--trials=3", "--heartbeat_seconds=2",
                   "--epochs=2")
     try:
         deadline = time.time() + 300
@@ -150,7 +159,7 @@ def test_a_server_stopped_mid_search_ends_the_worker_and_the_search_resumes(
         "kerasnets-search: error: lost the study's storage postgresql://kerasnets:***@"), lines
     assert PASSWORD not in err
     server.start()
-    again = worker(out, real_mnist[1], server.url, "--trials=3", "--heartbeat_seconds=1",
+    again = worker(out, real_mnist[1], server.url, "--trials=3", "--heartbeat_seconds=2",
                    "--epochs=2")
     stdout, err = again.communicate(timeout=600)
     assert again.returncode == 0, err[-3000:]

@@ -97,12 +97,37 @@ class _Trial:
 
 def test_the_pruner_hears_each_epochs_validation_accuracy_and_stops_the_trial():
     trial = _Trial(prune_after=2)
-    callback = search_run.PruneOnValidation(trial)
+    callback = search_run.prune_on_validation(trial)
     callback.on_epoch_end(0, {"val_accuracy": 0.5, "accuracy": 0.9})
     callback.on_epoch_end(1, {"accuracy": 0.9})  # no validation pass that epoch: nothing said
     with pytest.raises(optuna.TrialPruned, match="after epoch 3"):
         callback.on_epoch_end(2, {"val_accuracy": 0.625})
     assert trial.reported == [(1, 0.5), (3, 0.625)]
+
+
+def test_what_counts_toward_the_studys_trials():
+    """Claimed trials that run, completed or were pruned by the pruner count; failed ones
+    (a dead worker's), designs over the budget and unclaimed trials do not."""
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    states = optuna.trial.TrialState
+    made = {}
+    for name, state, attrs in [
+            ("complete", states.COMPLETE, {studies.CLAIMED: True}),
+            ("pruned", states.PRUNED, {studies.CLAIMED: True}),
+            ("running", states.RUNNING, {studies.CLAIMED: True}),
+            ("failed", states.FAIL, {studies.CLAIMED: True}),
+            ("over budget", states.PRUNED, {studies.OVER_BUDGET: True}),
+            ("not needed", states.PRUNED, {}),
+            ("unclaimed running", states.RUNNING, {})]:
+        trial = study.ask()
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        if state != states.RUNNING:
+            study.tell(trial, 0.5 if state == states.COMPLETE else None, state=state)
+        made[trial.number] = name
+    done, running = studies.counted_trials(study)
+    assert sorted(made[t.number] for t in done) == ["complete", "pruned"]
+    assert [made[t.number] for t in running] == ["running"]
 
 
 def test_a_study_trains_exactly_its_trials_within_the_budget(real_mnist, tmp_path):
@@ -126,8 +151,8 @@ def test_a_study_trains_exactly_its_trials_within_the_budget(real_mnist, tmp_pat
     for number in trained:
         model_dir = out / "trials" / f"trial-{number:04d}"
         recorded = run_dir.read_recipe_file(str(model_dir))
-        assert recorded.sampled_design["params"] == {
-            k: v for k, v in next(r for r in summary["trials"] if r["trial"] == number)["design"].items()}
+        assert recorded.sampled_design["params"] == next(
+            r for r in summary["trials"] if r["trial"] == number)["design"]
         assert recorded.sampled_design["evaluated_on"] == "validation: 100 training images held out"
         assert recorded.config.learning_rate == recorded.sampled_design["params"]["learning_rate"]
         card = json.loads((model_dir / run_dir.DESIGN_FILE).read_text())
@@ -173,7 +198,7 @@ def test_two_workers_at_once_train_exactly_the_studys_trials(real_mnist, tmp_pat
 
 def test_a_worker_killed_mid_trial_leaves_it_failed_and_the_study_finishes(real_mnist, tmp_path):
     out = tmp_path / "killed"
-    args = ("--max_params=20000", "--trials=2", "--notrain_best", "--heartbeat_seconds=1",
+    args = ("--max_params=20000", "--trials=2", "--notrain_best", "--heartbeat_seconds=2",
             "--epochs=3")
     worker = popen(out, real_mnist[1], *args)
     try:
@@ -309,5 +334,9 @@ def test_two_objectives_keep_a_pareto_front(real_mnist, tmp_path):
                    (r["validation_accuracy"], r["seconds_objective"]) for o in complete)
 
     assert summary["pareto_front"] == sorted(r["trial"] for r in complete if not dominated(r))
-    assert summary["best"] is None or summary["best"]["test_accuracy"] is None
+    # the best: the front's most accurate design, not tested (--notrain_best)
+    front = [r for r in complete if r["trial"] in summary["pareto_front"]]
+    assert summary["best"]["trial"] == max(front, key=lambda r: (r["validation_accuracy"],
+                                                                  -r["trial"]))["trial"]
+    assert summary["best"]["test_accuracy"] is None
     assert "Pareto front (accuracy, seconds)" in proc.stdout
