@@ -113,10 +113,12 @@ def gradient_descent(net: ToyNet, lr: float, steps: int, gradient_fn: GradientFn
     Raises GradientMismatchError at the first step where `gradient_fn` (the hand
     gradients unless a test injects a wrong one) and the tape disagree by more
     than GRADIENT_RTOL relative; toynet.SettingError for a learning rate that is not a
-    finite number > 0 or steps not an integer in 1..toynet.MAX_STEPS.
+    finite number > 0 or steps not an integer in 0..toynet.MAX_STEPS (0: the setting's
+    own row, before any update, as the page shows it first).
     """
     check_field("lr", lr)
-    check_steps(steps)
+    if not (type(steps) is int and steps == 0):
+        check_steps(steps)
     run = _compiled_run(net, gradient_fn or hand_gradients)
     rows, rel, tape = (t.numpy() for t in run(
         tf.constant(net.weights, tf.float64), tf.constant(lr, tf.float64),

@@ -163,7 +163,8 @@ def test_the_setting_says_what_it_refuses():
 
 @pytest.mark.parametrize("call", [
     lambda: chain_rule.gradient_descent(chain_rule.ToyNet(), 0.0, 3),
-    lambda: chain_rule.gradient_descent(chain_rule.ToyNet(), 0.5, 0),
+    lambda: chain_rule.gradient_descent(chain_rule.ToyNet(), 0.5, -1),
+    lambda: chain_rule.sweep(chain_rule.ToyNet(), [0.5], 0),  # a study takes steps
     lambda: chain_rule.sweep(chain_rule.ToyNet(), [0.5, 0.5], 3),
     lambda: workbench.run_workbench("never-written", chain_rule.ToyNet(), [float("inf")], 3),
 ])
