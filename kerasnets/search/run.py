@@ -69,10 +69,11 @@ def objectives_problem(text: str) -> str | None:
 
 def check_budget(space: spaces.Space, max_params: int) -> None:
     """SearchError when no design of `space` fits `max_params` (known for five_block)."""
-    if max_params and space.smallest_params is not None and max_params < space.smallest_params:
+    smallest = max_params and space.smallest_params and space.smallest_params()
+    if smallest and max_params < smallest:
         raise SearchError(f"--max_params={max_params:,} is below the smallest {space.name} "
-                          f"design ({space.smallest_params:,} trainable parameters: every "
-                          f"block {spaces.WIDTHS[0]} wide); raise it")
+                          f"design ({smallest:,} trainable parameters: every block "
+                          f"{spaces.WIDTHS[0]} wide); raise it")
 
 
 def directory_problem(out_dir: str, url: str, study_name: str) -> str | None:

@@ -42,12 +42,14 @@ FORMS = f"{FIVE_BLOCK}, or a function of the trial PATH.py:FUNCTION or package.m
 class Space:
     """A design space: `name` as --space gives it, `build(trial)` the model a trial
     samples, `recipe(trial, config)` the recipe it trains with (the space may sample
-    recipe values), and the smallest design's trainable parameters where known."""
+    recipe values), and `smallest_params()`, the smallest design's trainable parameters,
+    where known (a function: building that design draws initializer seeds, which only
+    the budget check should pay, never a run that builds a design from this space)."""
 
     name: str
     build: Callable[[object], object]
     recipe: Callable[[object, object], object]
-    smallest_params: int | None
+    smallest_params: Callable[[], int] | None
 
 
 def name_problem(name) -> str | None:
@@ -67,7 +69,7 @@ def load(name: str) -> Space:
     if problem:
         raise ModelReferenceError(f"--space {problem}")
     if name == FIVE_BLOCK:
-        return Space(FIVE_BLOCK, five_block, five_block_recipe, five_block_smallest_params())
+        return Space(FIVE_BLOCK, five_block, five_block_recipe, five_block_smallest_params)
     function = user_code.builder(name, "--space")
     return Space(name, lambda trial: _user_design(function, name, trial),
                  lambda trial, config: config, None)
