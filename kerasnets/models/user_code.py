@@ -92,8 +92,10 @@ def import_source(code: str, flag: str = "--model") -> ModuleType:
         spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module  # as import does: dataclasses and pickling look here
-        try:
-            spec.loader.exec_module(module)
+        try:  # compiled here, so no __pycache__ is written beside the user's file
+            with open(path, "rb") as f:
+                code = compile(f.read(), path, "exec")
+            exec(code, module.__dict__)
         except Exception as e:  # the user's code: its own error, in one line
             sys.modules.pop(module_name, None)
             raise ModelReferenceError(f"{flag}: importing {source} raised "

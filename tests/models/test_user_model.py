@@ -42,6 +42,7 @@ BROKEN = textwrap.dedent('''
 
 def test_a_reference_builds_the_users_model(tmp_path):
     model = convnets.build_model(f"{write_network(tmp_path)}:build")
+    assert sorted(os.listdir(tmp_path)) == ["tiny_net.py"]  # no __pycache__ beside it
     assert model.name == "tiny" and convnets.count_params(model) == (WIDTH_4_PARAMS, 0)
     out = keras.ops.convert_to_numpy(model(np.zeros((2, 28, 28, 1), "float32")))
     np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-6)

@@ -43,9 +43,10 @@ class Server:
         self.url = f"postgresql://kerasnets:{PASSWORD}@127.0.0.1:{self.port}/search"
 
     def run(self, *args, check=True):
-        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        return subprocess.run(as_postgres + list(args), capture_output=True, text=True,
-                              timeout=120, check=check)
+        as_postgres = (dict(user="postgres", group="postgres", extra_groups=[])
+                       if os.geteuid() == 0 else {})
+        return subprocess.run(list(args), capture_output=True, text=True, timeout=120,
+                              check=check, cwd=self.root, **as_postgres)
 
     def init(self):
         self.run(os.path.join(BIN[-1], "initdb"), "-D", self.data, "-U", "kerasnets",
