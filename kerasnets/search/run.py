@@ -161,14 +161,9 @@ class Worker:
             trial.set_user_attr(studies.CLAIMED, True)
         model_dir = os.path.join(self.out_dir, TRIALS_DIR, f"trial-{trial.number:04d}")
         trial.set_user_attr(studies.RUN_DIR, os.path.abspath(model_dir))
-        params = dict(trial.params)
-        sampled = run_dir.Design(
-            build=lambda: self.space.build(optuna.trial.FixedTrial(params)),
-            record={"space": self.space.name, "params": params, "trial": trial.number,
-                    "study": self.study.study_name,
-                    "evaluated_on": f"validation: {len(self.split[1][0]):,} training images "
-                                    "held out"},
-            digest=user_code.digest(self.model_reference, model.get_config()))
+        sampled = self.sampled_design(
+            trial.number, dict(trial.params), model,
+            f"validation: {len(self.split[1][0]):,} training images held out")
         single = len(self.settings.objectives) == 1
         # a validation pass every epoch where the pruner hears it (Optuna prunes
         # single-objective studies only); the recipe records it
@@ -180,9 +175,21 @@ class Worker:
         finally:
             trial.set_user_attr(studies.SECONDS, round(time.perf_counter() - started, 3))
         accuracy = results["final_test_accuracy"]
-        if len(self.settings.objectives) > 1:
-            return accuracy, float(sum(results["seconds_per_epoch"]))
-        return accuracy
+        return accuracy if single else (accuracy, float(sum(results["seconds_per_epoch"])))
+
+    def sampled_design(self, number: int, params: dict, model,
+                       evaluated_on: str) -> run_dir.Design:
+        """Trial `number`'s design (its `params`, built as `model`) as a run trains and
+        records it: rebuilt from the space by replaying the parameters."""
+        import optuna
+
+        from kerasnets.models import user_code
+
+        return run_dir.Design(
+            build=lambda: self.space.build(optuna.trial.FixedTrial(params)),
+            record={"space": self.space.name, "params": params, "trial": number,
+                    "study": self.study.study_name, "evaluated_on": evaluated_on},
+            digest=user_code.digest(self.model_reference, model.get_config()))
 
     def _trial(self, numbers: list[int]):
         """The trial this worker ran (its number in `numbers`), as the study has it."""
@@ -353,8 +360,6 @@ def train_best(worker: Worker, best, data, log: Callable[[str], None]) -> dict |
     another worker tests it."""
     import optuna
 
-    from kerasnets.models import user_code
-
     if best is None:
         return None
     other = claims_best(worker)
@@ -365,12 +370,8 @@ def train_best(worker: Worker, best, data, log: Callable[[str], None]) -> dict |
     params = dict(best.params)
     config = worker.space.recipe(optuna.trial.FixedTrial(params), worker.config)
     config = dataclasses.replace(config, model=worker.model_reference)
-    model = worker.space.build(optuna.trial.FixedTrial(params))
-    sampled = run_dir.Design(
-        build=lambda: worker.space.build(optuna.trial.FixedTrial(params)),
-        record={"space": worker.space.name, "params": params, "trial": best.number,
-                "study": worker.study.study_name, "evaluated_on": "test"},
-        digest=user_code.digest(worker.model_reference, model.get_config()))
+    sampled = worker.sampled_design(
+        best.number, params, worker.space.build(optuna.trial.FixedTrial(params)), "test")
     model_dir = os.path.join(worker.out_dir, BEST_DIR)
     recorded = run_dir.read_recipe_file(model_dir) if os.path.isdir(model_dir) else None
     if recorded and recorded.sampled_design == sampled.record and run_dir.finished(model_dir):

@@ -118,7 +118,9 @@ def write(out_dir: str, summary: dict) -> None:
 def absolute(space: str) -> str:
     """A space named by a file, with the file's absolute path (best_design.py is read
     from anywhere)."""
-    source, _, function = space.rpartition(":")
+    from kerasnets.models import user_code
+
+    source, function = user_code.split(space)
     return f"{os.path.abspath(source)}:{function}" if source.endswith(".py") else space
 
 
