@@ -10,8 +10,11 @@ STAMP := $(VENV)/.installed
 run: $(STAMP)
 	$(BIN)/kerasnets-train --recipe=default --model_dir=runs/default --overwrite --export_base=savedmodels/mnist
 
+# One pytest worker per core, at most four (pytest-xdist; each worker holds its own
+# TensorFlow). A file's tests stay on one worker, so its module-scoped fixtures
+# (a trained model, an export, a wheel) are built once.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --numprocesses=auto --maxprocesses=4 --dist=loadfile
 
 venv: $(STAMP)
 
