@@ -2,6 +2,7 @@
 count of trials with two workers at once and after a worker killed with SIGKILL, and
 what is refused (one line each)."""
 
+import csv
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import numpy as np
 import optuna
 import pytest
 from conftest import REPO, error_lines
-from kerasnets.models import convnets, design
+from kerasnets.models import convnets, design, user_code
 from kerasnets.search import run as search_run, spaces, study as studies
 from kerasnets.training import run_dir
 
@@ -68,6 +69,23 @@ def test_five_block_replays_our_default_and_knows_its_smallest_design():
                                                                "blur": blur}))
             last_conv = model.layers[-6]  # then BatchNorm, ReLU, pooling, dense, softmax
             assert type(last_conv).__name__ == "Conv2D" and min(last_conv.input.shape[1:3]) >= 3
+
+
+@pytest.mark.parametrize("study, design_file", [("s1_default_e4_8k", "s1_best_design.py"),
+                                                ("s2_fast_two_objectives", "s2_best_design.py")])
+def test_the_shipped_best_designs_are_the_searches_best_trials(study, design_file):
+    """docs/searches/ ships each measured search's best design as a --model; it builds
+    the parameters and MACs its study recorded for that trial (docs/experiments.md
+    sweeps them over seeds)."""
+    with open(os.path.join(REPO, "docs", "searches", f"{study}.csv")) as f:
+        best = [row for row in csv.DictReader(f) if row["best"] == "True"]
+    assert len(best) == 1
+    spec = os.path.join(REPO, "docs", "searches", design_file) + ":build"
+    card = design.card(user_code.call(spec))
+    assert (card["trainable_params"], card["macs"]) == (int(best[0]["trainable_params"]),
+                                                        int(best[0]["macs"]))
+    with open(os.path.join(REPO, "docs", "searches", design_file)) as f:
+        assert f"PARAMS = {json.loads(best[0]['design'])!r}" in f.read()
 
 
 def test_the_split_is_fixed_and_disjoint_from_what_trials_train_on():
