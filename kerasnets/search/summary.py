@@ -124,12 +124,17 @@ def absolute(space: str) -> str:
     return f"{os.path.abspath(source)}:{function}" if source.endswith(".py") else space
 
 
+def counted(n: int, noun: str) -> str:
+    """'1 trial', '4 trials'."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def report(summary: dict, out_dir: str) -> str:
     """The lines kerasnets-search prints at the end."""
     best = summary["best"]
-    lines = [f"study {summary['study']}: {summary['trained']} trials trained, "
-             f"{summary['over_budget']} designs over --max_params={summary['max_params']:,} "
-             f"never trained, {summary['failed']} failed"]
+    lines = [f"study {summary['study']}: {counted(summary['trained'], 'trial')} trained, "
+             f"{counted(summary['over_budget'], 'design')} over "
+             f"--max_params={summary['max_params']:,} never trained, {summary['failed']} failed"]
     if best is None:
         lines.append("no trial completed: no best design")
     else:

@@ -17,7 +17,7 @@ import optuna
 import pytest
 from conftest import REPO, error_lines
 from kerasnets.models import convnets, design, user_code
-from kerasnets.search import run as search_run, spaces, study as studies
+from kerasnets.search import run as search_run, spaces, study as studies, summary as summaries
 from kerasnets.training import run_dir
 
 # One tiny epoch per trial: 128 training images, 100 held out to select on.
@@ -86,6 +86,17 @@ def test_the_shipped_best_designs_are_the_searches_best_trials(study, design_fil
                                                         int(best[0]["macs"]))
     with open(os.path.join(REPO, "docs", "searches", design_file)) as f:
         assert f"PARAMS = {json.loads(best[0]['design'])!r}" in f.read()
+
+
+@pytest.mark.parametrize("trained, over, first_line", [
+    (1, 1, "study s: 1 trial trained, 1 design over --max_params=8,000 never trained, 0 failed"),
+    (6, 5, "study s: 6 trials trained, 5 designs over --max_params=8,000 never trained, 0 failed"),
+])
+def test_the_closing_line_counts_in_words(trained, over, first_line):
+    report = summaries.report(dict(study="s", trained=trained, over_budget=over,
+                                   max_params=8000, failed=0, best=None, pareto_front=[]),
+                              "/tmp/out")
+    assert report.splitlines()[:2] == [first_line, "no trial completed: no best design"]
 
 
 def test_the_split_is_fixed_and_disjoint_from_what_trials_train_on():
