@@ -1,4 +1,5 @@
-"""The best design of the study 'kerasnets-search' in runs/search_fast (trial #2), written by kerasnets-search.
+"""The best design (trial #2) of the study 'kerasnets-search' in runs/search_fast, in the
+form kerasnets-search writes as DIR/best_design.py (the study's own file was not kept).
 
 Name it as a model wherever kerasnets takes one, for example over seeds with the
 search's recipe flags and the learning rate it chose:
